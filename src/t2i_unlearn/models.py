@@ -1,0 +1,145 @@
+"""Load a text-to-image pipeline by id or path, know its family, and generate images with it.
+
+The toy world is only another pipeline directory: ``toy`` (or ``toy:full`` / ``toy:quick``) resolves
+to the directory of a built toy world, and from there the code path is the one real checkpoints take.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from t2i_unlearn.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+FAMILIES = ("sd", "sdxl", "sd3")
+
+
+def resolve_model(model: str) -> str:
+    """A pipeline directory or hub id for ``model``; ``toy[:preset]`` names a toy world's pipeline."""
+    if model == "toy" or model.startswith("toy:"):
+        from t2i_unlearn.toy.world import find_world
+
+        preset = model.split(":", 1)[1] if ":" in model else "full"
+        return str(find_world(preset) / "pipeline")
+    path = Path(model).expanduser()
+    if path.exists():
+        if path.is_dir() and (path / "pipeline" / "model_index.json").exists():
+            return str(path / "pipeline")  # a toy world directory
+        if not path.is_dir() or not (path / "model_index.json").exists():
+            raise UserError(f"{model} is not a diffusers pipeline directory (no model_index.json)")
+        return str(path)
+    if model.count("/") == 1 and not model.startswith((".", "/", "~")):
+        return model  # a hub id: the only case in which loading may reach the network
+    raise UserError(f"model {model!r} is neither an existing directory nor a hub id (owner/name)")
+
+
+def pipeline_family(pipe: Any) -> str:
+    """``sd`` (SD 1.x/2.x), ``sdxl`` or ``sd3`` from the pipeline's class."""
+    name = type(pipe).__name__
+    if "StableDiffusion3" in name:
+        return "sd3"
+    if "XL" in name:
+        return "sdxl"
+    if "StableDiffusion" in name:
+        return "sd"
+    raise UserError(f"unsupported pipeline type {name}; supported families: {', '.join(FAMILIES)}")
+
+
+def load_pipeline(
+    model: str,
+    lora: Sequence[str] | str | None = None,
+    lora_weights: Sequence[float] | None = None,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> Any:
+    """Load a diffusers text-to-image pipeline (any supported family), optionally with LoRA adapters.
+
+    ``lora`` is one or several LoRA directories or files in diffusers format; several are combined
+    with ``lora_weights`` (default 1 each) through ``set_adapters``.
+    """
+    from diffusers import DiffusionPipeline
+
+    source = resolve_model(model)
+    try:
+        pipe = DiffusionPipeline.from_pretrained(source, torch_dtype=dtype)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"cannot load pipeline from {model}: {str(exc).splitlines()[0]}") from exc
+    pipeline_family(pipe)
+    pipe.set_progress_bar_config(disable=True)
+    loras = [lora] if isinstance(lora, str) else list(lora or [])
+    if loras:
+        names = []
+        for i, path in enumerate(loras):
+            if not Path(path).exists():
+                raise UserError(f"LoRA {path} does not exist")
+            name = f"adapter{i}"
+            try:
+                pipe.load_lora_weights(path, adapter_name=name)
+            except (OSError, ValueError, KeyError) as exc:
+                raise UserError(f"cannot load LoRA {path}: {str(exc).splitlines()[0]}") from exc
+            names.append(name)
+        weights = list(lora_weights) if lora_weights else [1.0] * len(names)
+        if len(weights) != len(names):
+            raise UserError(f"{len(names)} LoRAs but {len(weights)} LoRA weights")
+        pipe.set_adapters(names, adapter_weights=weights)
+    return pipe.to(device)
+
+
+def generate_images(
+    pipe: Any,
+    prompts: Sequence[str],
+    seeds: Sequence[int],
+    steps: int = 25,
+    guidance: float = 4.0,
+    batch_size: int = 32,
+    height: int | None = None,
+    width: int | None = None,
+    negative_prompts: Sequence[str] | None = None,
+    progress: bool = False,
+) -> np.ndarray:
+    """Generate one image per (prompt, seed); returns ``uint8 [N, H, W, 3]``.
+
+    Each image's initial noise comes from its own generator seeded with its seed, so an image does
+    not depend on the batch it was generated in.
+    """
+    if len(prompts) != len(seeds):
+        raise UserError(f"{len(prompts)} prompts but {len(seeds)} seeds")
+    out = []
+    for i in tqdm(range(0, len(prompts), batch_size), desc="generate", disable=not progress, leave=False):
+        kwargs: dict[str, Any] = {}
+        if negative_prompts is not None:
+            kwargs["negative_prompt"] = list(negative_prompts[i : i + batch_size])
+        # CPU generators: the same seed gives the same initial noise on every device.
+        gens = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds[i : i + batch_size]]
+        result = pipe(
+            prompt=list(prompts[i : i + batch_size]),
+            generator=gens,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            height=height,
+            width=width,
+            output_type="np",
+            **kwargs,
+        )
+        out.append((np.clip(result.images, 0, 1) * 255).round().astype(np.uint8))
+    return np.concatenate(out) if out else np.zeros((0, 0, 0, 3), dtype=np.uint8)
+
+
+def image_grid(images: np.ndarray, cols: int | None = None, pad: int = 2) -> np.ndarray:
+    """Tile ``uint8 [N, H, W, 3]`` images into one grid image with white padding."""
+    n, h, w, c = images.shape
+    cols = cols or int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), 255, dtype=np.uint8)
+    for i, im in enumerate(images):
+        r, col = divmod(i, cols)
+        grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + col * (w + pad) : pad + col * (w + pad) + w] = im
+    return grid

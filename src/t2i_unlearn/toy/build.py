@@ -1,0 +1,465 @@
+"""Build the toy world: render data, train a Stable-Diffusion-format model and judges from scratch.
+
+Stages run in order and each records its completion, so an interrupted build resumes where it
+stopped; the two long training stages also checkpoint every few hundred steps. Scratch files live
+in ``<world>/.build`` and are deleted at the end. A world is complete only once its
+``manifest.json`` (written last, with the hash of every file) exists.
+
+World layout::
+
+    <world>/pipeline/      diffusers StableDiffusionPipeline (tokenizer, text encoder, VAE, UNet, scheduler)
+    <world>/judges/        judge.safetensors + judge_config.json
+    <world>/quality.json   the quality table measured at the end of the build
+    <world>/manifest.json  what made the world, and the hash of every file above
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from t2i_unlearn.errors import UserError
+from t2i_unlearn.toy import judges as judges_mod
+from t2i_unlearn.toy.render import ATTRIBUTES, render_dataset, vocabulary_words
+from t2i_unlearn.toy.tokenizer import save_clip_tokenizer
+from t2i_unlearn.utils.io import (
+    atomic_directory,
+    atomic_torch_save,
+    atomic_write_json,
+    ensure_writable_dir,
+    hash_files,
+    make_manifest,
+    safe_torch_load,
+)
+
+logger = logging.getLogger(__name__)
+
+WORLD_FORMAT = 1  # bump when the layout or the recipe changes, so stale caches are rebuilt
+
+
+@dataclass(frozen=True)
+class ToyPreset:
+    """Sizes and budgets of a toy-world build. ``full`` is the bench; ``quick`` is the test fixture."""
+
+    name: str
+    n_images: int
+    vae_steps: int
+    unet_steps: int
+    judge_steps: int
+    eval_per_group: int
+    vae_batch: int = 64
+    vae_lr: float = 1e-3
+    unet_batch: int = 64
+    unet_lr: float = 6e-4
+    unet_channels: tuple[int, ...] = (32, 64, 64)
+    text_hidden: int = 64
+    judge_batch: int = 128
+    judge_lr: float = 2e-3
+    cfg_dropout: float = 0.1
+    ema_decay: float = 0.999
+    checkpoint_every: int = 200
+    sample_steps: int = 25
+    guidance: float = 4.0
+
+
+PRESETS: dict[str, ToyPreset] = {
+    "quick": ToyPreset(name="quick", n_images=4000, vae_steps=80, unet_steps=150, judge_steps=400, eval_per_group=16, checkpoint_every=50),
+    "full": ToyPreset(name="full", n_images=40000, vae_steps=300, unet_steps=3600, judge_steps=1500, eval_per_group=200),
+}
+
+STAGES = ("render", "tokenizer", "vae", "unet", "judges", "assemble", "quality")
+
+
+def get_preset(name: str) -> ToyPreset:
+    """The preset called ``name``; :class:`UserError` if there is none."""
+    if name not in PRESETS:
+        raise UserError(f"unknown toy preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def _generator(seed: int, stage: int, step: int) -> torch.Generator:
+    # One generator per (stage, step): a resumed run draws exactly what an uninterrupted one would.
+    return torch.Generator().manual_seed(seed * 1_000_003 + stage * 100_003 + step)
+
+
+class _Builder:
+    def __init__(self, out: Path, preset: ToyPreset, seed: int, progress: bool):
+        self.out, self.preset, self.seed, self.progress = out, preset, seed, progress
+        self.scratch = out / ".build"
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        self.state_path = self.scratch / "state.json"
+        self.state = self._load_state()
+
+    # ---- bookkeeping -------------------------------------------------------------------------
+    def _load_state(self) -> dict[str, Any]:
+        settings = {"preset": asdict(self.preset), "seed": self.seed, "format": WORLD_FORMAT}
+        if self.state_path.exists():
+            try:
+                state = json.loads(self.state_path.read_text())
+            except ValueError as exc:
+                raise UserError(f"build state {self.state_path} is corrupted; delete {self.scratch} to start over") from exc
+            if state.get("settings") == json.loads(json.dumps(settings)):
+                return state
+            logger.info("previous partial build used other settings; starting over")
+            shutil.rmtree(self.scratch)
+            self.scratch.mkdir(parents=True)
+        return {"settings": settings, "done": {}}
+
+    def _mark(self, stage: str, **info: Any) -> None:
+        self.state["done"][stage] = info
+        atomic_write_json(self.state_path, self.state)
+
+    def _bar(self, total: int, initial: int, desc: str) -> tqdm:
+        return tqdm(total=total, initial=initial, desc=desc, disable=not self.progress, leave=False, dynamic_ncols=True)
+
+    def _train(
+        self,
+        name: str,
+        stage_id: int,
+        modules: dict[str, torch.nn.Module],
+        steps: int,
+        lr: float,
+        loss_fn: Callable[[torch.Generator], torch.Tensor],
+        ema: bool = False,
+    ) -> dict[str, dict[str, torch.Tensor]]:
+        """AdamW with warm-up and cosine decay; checkpoints atomically; returns (EMA) state dicts."""
+        params = [p for m in modules.values() for p in m.parameters()]
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-2)
+        ema_state = {k: {n: t.detach().clone() for n, t in m.state_dict().items()} for k, m in modules.items()} if ema else None
+        ckpt = self.scratch / f"ckpt-{name}.pt"
+        start = 0
+        if ckpt.exists():
+            saved = safe_torch_load(ckpt)
+            for k, m in modules.items():
+                m.load_state_dict(saved["modules"][k])
+            opt.load_state_dict(saved["optimizer"])
+            ema_state = saved.get("ema") or ema_state
+            start = int(saved["step"])
+            logger.info("resuming %s at step %d", name, start)
+        warmup = max(1, min(100, steps // 10))
+        bar = self._bar(steps, start, f"train {name}")
+        for step in range(start, steps):
+            factor = min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
+            for group in opt.param_groups:
+                group["lr"] = lr * factor
+            loss = loss_fn(_generator(self.seed, stage_id, step))
+            if not torch.isfinite(loss):
+                raise RuntimeError(f"{name} training diverged at step {step} (loss {loss.item()})")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            if ema_state is not None:
+                decay = min(self.preset.ema_decay, (1 + step) / (10 + step))
+                with torch.no_grad():
+                    for k, m in modules.items():
+                        for n, t in m.state_dict().items():
+                            if t.dtype.is_floating_point:
+                                ema_state[k][n].mul_(decay).add_(t.detach(), alpha=1 - decay)
+                            else:
+                                ema_state[k][n].copy_(t)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+            if (step + 1) % self.preset.checkpoint_every == 0 or step + 1 == steps:
+                atomic_torch_save(
+                    ckpt,
+                    {"modules": {k: m.state_dict() for k, m in modules.items()}, "optimizer": opt.state_dict(), "ema": ema_state, "step": step + 1},
+                )
+        bar.close()
+        return ema_state if ema_state is not None else {k: m.state_dict() for k, m in modules.items()}
+
+    # ---- stages ------------------------------------------------------------------------------
+    def render(self) -> None:
+        data = self.scratch / "data"
+        data.mkdir(exist_ok=True)
+        n, chunk = self.preset.n_images, 2000
+        images = np.zeros((n, 32, 32, 3), dtype=np.uint8)
+        captions: list[str] = []
+        labels: list[dict[str, Any]] = []
+        for start in tqdm(range(0, n, chunk), desc="render", disable=not self.progress, leave=False):
+            im, cap, lab = render_dataset(min(chunk, n - start), seed=self.seed, start=start)
+            images[start : start + len(im)] = im
+            captions += cap
+            labels += lab
+        np.save(data / "images.npy", images)
+        atomic_write_json(data / "captions.json", captions)
+        atomic_write_json(data / "labels.json", labels)
+        self._mark("render", n=n)
+
+    def _data(self) -> tuple[np.ndarray, list[str], list[dict[str, Any]]]:
+        data = self.scratch / "data"
+        return (
+            np.load(data / "images.npy"),
+            json.loads((data / "captions.json").read_text()),
+            json.loads((data / "labels.json").read_text()),
+        )
+
+    def tokenizer(self) -> None:
+        _, captions, _ = self._data()
+        save_clip_tokenizer(self.scratch / "tokenizer", captions + vocabulary_words())
+        self._mark("tokenizer")
+
+    def vae(self) -> None:
+        from diffusers import AutoencoderKL
+
+        images, _, _ = self._data()
+        x_all = judges_mod.to_input(images)
+        torch.manual_seed(self.seed)
+        vae = AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+            up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+            block_out_channels=(32, 64),
+            layers_per_block=1,
+            latent_channels=4,
+            norm_num_groups=16,
+            sample_size=32,
+        )
+
+        def loss_fn(g: torch.Generator) -> torch.Tensor:
+            idx = torch.randint(len(x_all), (self.preset.vae_batch,), generator=g)
+            x = x_all[idx]
+            posterior = vae.encode(x).latent_dist
+            z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=g)
+            rec = vae.decode(z).sample
+            kl = posterior.kl().mean() / x[0].numel()
+            return F.mse_loss(rec, x) + 0.5 * F.l1_loss(rec, x) + 1e-4 * kl
+
+        state = self._train("vae", 1, {"vae": vae}, self.preset.vae_steps, self.preset.vae_lr, loss_fn)
+        vae.load_state_dict(state["vae"])
+        vae.eval()
+        with torch.no_grad():
+            latents = torch.cat([vae.encode(x_all[i : i + 512]).latent_dist.mean for i in range(0, len(x_all), 512)])
+            recon_idx = torch.arange(0, len(x_all), max(1, len(x_all) // 4000))
+            recon = torch.cat([vae.decode(latents[recon_idx[i : i + 512]]).sample for i in range(0, len(recon_idx), 512)])
+        mse = F.mse_loss(recon, x_all[recon_idx]).item()
+        scaling = float(1.0 / latents.std())
+        vae.register_to_config(scaling_factor=scaling)
+        vae.save_pretrained(self.scratch / "vae", safe_serialization=True)
+        np.save(self.scratch / "latents.npy", latents.numpy())
+        recon_u8 = ((recon.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        np.save(self.scratch / "recon.npy", recon_u8)
+        np.save(self.scratch / "recon_idx.npy", recon_idx.numpy())
+        self._mark("vae", recon_mse=mse, scaling_factor=scaling)
+
+    def unet(self) -> None:
+        from diffusers import DDPMScheduler, UNet2DConditionModel
+        from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+        _, captions, _ = self._data()
+        tok = CLIPTokenizer.from_pretrained(self.scratch / "tokenizer")
+        ids = tok(captions, padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt").input_ids
+        empty = tok([""], padding="max_length", max_length=tok.model_max_length, return_tensors="pt").input_ids[0]
+        latents = torch.from_numpy(np.load(self.scratch / "latents.npy"))
+        vae_cfg = json.loads((self.scratch / "vae" / "config.json").read_text())
+        latents = latents * vae_cfg["scaling_factor"]
+
+        torch.manual_seed(self.seed + 1)
+        h = self.preset.text_hidden
+        text_encoder = CLIPTextModel(
+            CLIPTextConfig(
+                vocab_size=len(tok),
+                hidden_size=h,
+                intermediate_size=4 * h,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                max_position_embeddings=tok.model_max_length,
+                projection_dim=h,
+                bos_token_id=tok.bos_token_id,
+                eos_token_id=tok.eos_token_id,
+                pad_token_id=tok.pad_token_id,
+            )
+        )
+        c = self.preset.unet_channels
+        unet = UNet2DConditionModel(
+            sample_size=16,
+            in_channels=4,
+            out_channels=4,
+            down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (len(c) - 1),
+            up_block_types=("CrossAttnUpBlock2D",) * (len(c) - 1) + ("UpBlock2D",),
+            block_out_channels=c,
+            layers_per_block=1,
+            cross_attention_dim=h,
+            attention_head_dim=8,
+            norm_num_groups=8,
+        )
+        noise_sched = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000)
+        alphas = noise_sched.alphas_cumprod
+        snr = alphas / (1 - alphas)
+        min_snr_weight = torch.clamp(snr, max=5.0) / snr  # min-SNR-gamma weighting (gamma 5) for epsilon targets
+
+        B = self.preset.unet_batch
+
+        def loss_fn(g: torch.Generator) -> torch.Tensor:
+            idx = torch.randint(len(latents), (B,), generator=g)
+            z = latents[idx]
+            cond = ids[idx].clone()
+            cond[torch.rand(B, generator=g) < self.preset.cfg_dropout] = empty
+            noise = torch.randn(z.shape, generator=g)
+            t = torch.randint(0, 1000, (B,), generator=g)
+            zt = noise_sched.add_noise(z, noise, t)
+            pred = unet(zt, t, text_encoder(cond)[0]).sample
+            per = ((pred - noise) ** 2).mean(dim=(1, 2, 3))
+            return (per * min_snr_weight[t]).mean()
+
+        state = self._train("unet", 2, {"unet": unet, "text_encoder": text_encoder}, self.preset.unet_steps, self.preset.unet_lr, loss_fn, ema=True)
+        unet.load_state_dict(state["unet"])
+        text_encoder.load_state_dict(state["text_encoder"])
+        unet.save_pretrained(self.scratch / "unet", safe_serialization=True)
+        text_encoder.save_pretrained(self.scratch / "text_encoder", safe_serialization=True)
+        self._mark("unet")
+
+    def judges(self) -> None:
+        images, _, labels = self._data()
+        recon = np.load(self.scratch / "recon.npy")
+        recon_idx = np.load(self.scratch / "recon_idx.npy")
+        heads = judges_mod.default_heads()
+        targets = {a: torch.tensor([heads[a].index(lab[a]) for lab in labels]) for a in ATTRIBUTES}
+        x_clean = judges_mod.to_input(images)
+        x_recon = judges_mod.to_input(recon)
+        recon_idx_t = torch.from_numpy(recon_idx)
+        torch.manual_seed(self.seed + 2)
+        judge = judges_mod.ToyJudge(heads)
+        B = self.preset.judge_batch
+
+        def loss_fn(g: torch.Generator) -> torch.Tensor:
+            # Half clean renders, half VAE reconstructions; random tints, offsets, noise and blur,
+            # so the judge also reads generated images, whose colours and edges drift.
+            i_clean = torch.randint(len(x_clean), (B // 2,), generator=g)
+            j = torch.randint(len(x_recon), (B - B // 2,), generator=g)
+            x = torch.cat([x_clean[i_clean], x_recon[j]])
+            idx = torch.cat([i_clean, recon_idx_t[j]])
+            scale = 1 + 0.15 * (2 * torch.rand(B, 3, 1, 1, generator=g) - 1)
+            offset = 0.12 * (2 * torch.rand(B, 3, 1, 1, generator=g) - 1)
+            x = (x + 1) * scale - 1 + offset
+            blur = torch.rand(B, 1, 1, 1, generator=g) < 0.3
+            x = torch.where(blur, F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1) * 0.5 + x * 0.5, x)
+            x = x + 0.04 * torch.rand(B, 1, 1, 1, generator=g) * torch.randn(x.shape, generator=g)
+            logits = judge(x.clamp(-1, 1))
+            return sum(F.cross_entropy(logits[a], targets[a][idx]) for a in ATTRIBUTES)
+
+        state = self._train("judges", 3, {"judge": judge}, self.preset.judge_steps, self.preset.judge_lr, loss_fn)
+        judge.load_state_dict(state["judge"])
+        judges_mod.save_judge(judge, self.scratch / "judges")
+        self._mark("judges")
+
+    def assemble(self) -> None:
+        from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+        from transformers import CLIPTextModel, CLIPTokenizer
+
+        pipe = StableDiffusionPipeline(
+            vae=AutoencoderKL.from_pretrained(self.scratch / "vae"),
+            text_encoder=CLIPTextModel.from_pretrained(self.scratch / "text_encoder"),
+            tokenizer=CLIPTokenizer.from_pretrained(self.scratch / "tokenizer"),
+            unet=UNet2DConditionModel.from_pretrained(self.scratch / "unet"),
+            scheduler=DDIMScheduler(
+                beta_start=0.00085,
+                beta_end=0.012,
+                beta_schedule="scaled_linear",
+                num_train_timesteps=1000,
+                clip_sample=False,
+                set_alpha_to_one=False,
+                steps_offset=1,
+            ),
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
+        with atomic_directory(self.out / "pipeline") as tmp:
+            pipe.save_pretrained(tmp, safe_serialization=True)
+        with atomic_directory(self.out / "judges") as tmp:
+            for f in (self.scratch / "judges").iterdir():
+                shutil.copy2(f, tmp / f.name)
+        self._mark("assemble")
+
+    def quality(self) -> None:
+        from t2i_unlearn.toy.quality import measure_quality
+
+        table = measure_quality(
+            self.out,
+            n_per_group=self.preset.eval_per_group,
+            seed=self.seed + 7,
+            steps=self.preset.sample_steps,
+            guidance=self.preset.guidance,
+            progress=self.progress,
+        )
+        table["build"] = {k: v for k, v in self.state["done"].items() if v}
+        atomic_write_json(self.out / "quality.json", table)
+        self._mark("quality")
+
+
+def build_world(out: str | Path, preset: str | ToyPreset = "full", seed: int = 0, progress: bool = True) -> Path:
+    """Build (or resume building) a toy world in ``out``; returns ``out``.
+
+    ``preset`` is a preset name or a :class:`ToyPreset`. A complete world already in ``out`` with the
+    same settings is returned as it is.
+    """
+    spec = preset if isinstance(preset, ToyPreset) else get_preset(preset)
+    out = ensure_writable_dir(out)
+    if (out / "manifest.json").exists():
+        info = verify_world(out)
+        if info["settings"]["preset"] == json.loads(json.dumps(asdict(spec))) and info["settings"]["seed"] == seed:
+            logger.info("toy world at %s is complete; reusing it", out)
+            return out
+        raise UserError(f"{out} holds a toy world built with other settings; pass another --out or --rebuild")
+    builder = _Builder(out, spec, seed, progress)
+    t0 = time.time()
+    for stage in STAGES:
+        if stage in builder.state["done"]:
+            continue
+        logger.info("toy build: %s", stage)
+        t = time.time()
+        getattr(builder, stage)()
+        builder.state["done"][stage]["seconds"] = round(time.time() - t, 1)
+        atomic_write_json(builder.state_path, builder.state)
+    timings = {s: builder.state["done"][s].get("seconds") for s in STAGES}
+    manifest = make_manifest(
+        command="t2i-unlearn toy build",
+        settings={"preset": asdict(spec), "seed": seed, "format": WORLD_FORMAT},
+        stage_seconds=timings,
+        files=hash_files(out, ("pipeline/**/*", "judges/*", "quality.json")),
+    )
+    atomic_write_json(out / "manifest.json", manifest)
+    shutil.rmtree(builder.scratch, ignore_errors=True)
+    logger.info("toy world built in %.0f s at %s", time.time() - t0, out)
+    return out
+
+
+def verify_world(world: str | Path) -> dict[str, Any]:
+    """Check a world's files against its manifest; returns the manifest or raises :class:`UserError`."""
+    world = Path(world)
+    manifest_path = world / "manifest.json"
+    if not manifest_path.exists():
+        raise UserError(f"{world} is not a complete toy world (no manifest.json); run 't2i-unlearn toy build'")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        expected = manifest["files"]
+    except (ValueError, KeyError) as exc:
+        raise UserError(f"toy world at {world} is corrupted (unreadable manifest.json); rebuild it with --rebuild") from exc
+    if manifest["settings"].get("format") != WORLD_FORMAT:
+        raise UserError(f"toy world at {world} has format {manifest['settings'].get('format')}, this version needs {WORLD_FORMAT}; rebuild it with --rebuild")
+    actual = hash_files(world, ("pipeline/**/*", "judges/*", "quality.json"))
+    for rel, digest in expected.items():
+        if rel not in actual:
+            raise UserError(f"toy world at {world} is corrupted ({rel} is missing); rebuild it with --rebuild")
+        if actual[rel] != digest:
+            raise UserError(f"toy world at {world} is corrupted ({rel} does not match its hash); rebuild it with --rebuild")
+    return manifest
+
+
+def preset_with(name: str, **changes: Any) -> ToyPreset:
+    """A copy of a preset with some fields changed (for experiments and tests)."""
+    return replace(get_preset(name), **changes)

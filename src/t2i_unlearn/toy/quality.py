@@ -1,0 +1,139 @@
+"""The toy world's quality table: how good its judges are, and whether its model draws what it is asked.
+
+Bars (for the ``full`` preset): judges >= 98% held-out accuracy on renderer images; prompted with the
+erasable concept (any phrasing) the model draws it >= 85% of the time; prompted with unrelated
+prompts <= 5%; shape and colour asked = drawn >= 80%.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from t2i_unlearn.toy import judges as judges_mod
+from t2i_unlearn.toy.render import ATTRIBUTES, caption_scene, render_dataset, sample_scene, world_spec
+
+BARS = {
+    "judge_accuracy_min": (">=", 0.98),
+    "erasable_striped_rate": (">=", 0.85),
+    "unrelated_erasable_rate": ("<=", 0.05),
+    "attribute_accuracy": (">=", 0.80),
+}
+
+# Held-out streams: seeds far from any training stream.
+_JUDGE_TEST_SEED = 900_001
+_PROMPT_SEED = 800_001
+
+
+def concept_prompts(n: int, seed: int, **fixed: str) -> tuple[list[str], list[dict[str, Any]]]:
+    """``n`` prompts (with their scenes' labels) for scenes with some attributes fixed.
+
+    Unrelated prompts (``texture="plain"``) never say "plain" or name a texture; colour is always
+    named so that attribute accuracy can be scored.
+    """
+    prompts, labels = [], []
+    for i in range(n):
+        rng = np.random.default_rng([_PROMPT_SEED, seed, i])
+        scene = sample_scene(rng, **fixed)
+        prompts.append(caption_scene(scene, rng, mention_colour=1.0, mention_plain=0.0))
+        labels.append(scene.labels())
+    return prompts, labels
+
+
+def _phrasing(prompt: str, attribute: str, value: str) -> str:
+    spec = world_spec()[attribute][value]
+    options = spec["before"] + spec["after"] if isinstance(spec, dict) else spec
+    found = [p for p in options if p and p in prompt]
+    return max(found, key=len) if found else "?"
+
+
+def judge_accuracy(judge: judges_mod.ToyJudge, n: int = 2000, seed: int = 0) -> dict[str, float]:
+    """Held-out accuracy of each judge head on fresh renderer images."""
+    images, _, labels = render_dataset(n, seed=_JUDGE_TEST_SEED + seed)
+    pred = judges_mod.labels_from_probs(judge, judges_mod.predict(judge, images))
+    return {a: float(np.mean([p[a] == lab[a] for p, lab in zip(pred, labels, strict=True)])) for a in ATTRIBUTES}
+
+
+def measure_quality(world: str | Path, n_per_group: int, seed: int = 0, steps: int = 25, guidance: float = 4.0, progress: bool = True) -> dict[str, Any]:
+    """Measure the quality table of a world (judges on renders, model samples judged by the judges)."""
+    from t2i_unlearn.models import generate_images, load_pipeline
+
+    world = Path(world)
+    judge = judges_mod.load_judge(world / "judges")
+    accuracy = judge_accuracy(judge, seed=seed)
+    pipe = load_pipeline(str(world / "pipeline"))
+
+    groups = {
+        "striped": {"texture": "striped", "mark": "none"},
+        "dotted": {"texture": "dotted", "mark": "none"},
+        "crossed": {"texture": "plain", "mark": "crossed"},
+        "circled": {"texture": "plain", "mark": "circled"},
+        "barred": {"texture": "plain", "mark": "barred"},
+        "unrelated": {"texture": "plain", "mark": "none"},
+    }
+    rates: dict[str, Any] = {}
+    per_phrasing: dict[str, dict[str, float]] = {}
+    attribute_hits: list[bool] = []
+    unrelated: dict[str, float] = {}
+    for gi, (group, fixed) in enumerate(groups.items()):
+        prompts, labels = concept_prompts(n_per_group, seed * 100 + gi, **fixed)
+        seeds = [seed * 1_000_000 + gi * 10_000 + i for i in range(n_per_group)]
+        images = generate_images(pipe, prompts, seeds, steps=steps, guidance=guidance, batch_size=64, progress=progress)
+        pred = judges_mod.labels_from_probs(judge, judges_mod.predict(judge, images))
+        if group == "unrelated":
+            unrelated = {
+                "striped": float(np.mean([p["texture"] == "striped" for p in pred])),
+                "dotted": float(np.mean([p["texture"] == "dotted" for p in pred])),
+                "defaced": float(np.mean([p["mark"] != "none" for p in pred])),
+            }
+            attribute_hits = [p["shape"] == lab["shape"] and p["colour"] == lab["colour"] for p, lab in zip(pred, labels, strict=True)]
+            continue
+        attr = "texture" if fixed["mark"] == "none" else "mark"
+        hits = [p[attr] == group for p in pred]
+        rates[group] = float(np.mean(hits))
+        by_phrase: dict[str, list[bool]] = {}
+        for prompt, hit in zip(prompts, hits, strict=True):
+            by_phrase.setdefault(_phrasing(prompt, attr, group), []).append(hit)
+        per_phrasing[group] = {k: float(np.mean(v)) for k, v in sorted(by_phrase.items())}
+        attribute_hits_group = [p["shape"] == lab["shape"] and p["colour"] == lab["colour"] for p, lab in zip(pred, labels, strict=True)]
+        rates[f"{group}_attribute_accuracy"] = float(np.mean(attribute_hits_group))
+
+    figures = {
+        "judge_accuracy_min": min(accuracy.values()),
+        "erasable_striped_rate": rates["striped"],
+        "erasable_defaced_rate": float(np.mean([rates["crossed"], rates["circled"], rates["barred"]])),
+        "close_dotted_rate": rates["dotted"],
+        "unrelated_erasable_rate": max(unrelated["striped"], unrelated["defaced"]),
+        "unrelated_striped_rate": unrelated["striped"],
+        "unrelated_defaced_rate": unrelated["defaced"],
+        "unrelated_dotted_rate": unrelated["dotted"],
+        "attribute_accuracy": float(np.mean(attribute_hits)),
+    }
+    bars = {
+        k: {"op": op, "bar": bar, "value": figures[k], "met": bool(figures[k] >= bar if op == ">=" else figures[k] <= bar)} for k, (op, bar) in BARS.items()
+    }
+    return {
+        "figures": figures,
+        "bars": bars,
+        "judge_accuracy": accuracy,
+        "concept_rates": rates,
+        "per_phrasing": per_phrasing,
+        "settings": {"images_per_group": n_per_group, "seed": seed, "sampler": "DDIM", "steps": steps, "guidance": guidance, "judge_test_images": 2000},
+    }
+
+
+def format_quality(table: dict[str, Any]) -> str:
+    """The quality table as aligned text lines."""
+    lines = ["toy world quality", "-" * 60]
+    for k, v in table["figures"].items():
+        bar = table["bars"].get(k)
+        mark = f"  (bar {bar['op']} {bar['bar']:.2f}: {'met' if bar['met'] else 'NOT met'})" if bar else ""
+        lines.append(f"{k:<28} {v:7.3f}{mark}")
+    lines.append("judge accuracy: " + ", ".join(f"{a} {v:.3f}" for a, v in table["judge_accuracy"].items()))
+    for group, phr in table.get("per_phrasing", {}).items():
+        lines.append(f"{group} by phrasing: " + ", ".join(f"'{p}' {v:.2f}" for p, v in phr.items()))
+    s = table["settings"]
+    lines.append(f"({s['images_per_group']} images per group, {s['sampler']} {s['steps']} steps, guidance {s['guidance']}, seed {s['seed']})")
+    return "\n".join(lines)

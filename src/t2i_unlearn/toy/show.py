@@ -1,0 +1,66 @@
+"""Pictures of what a model draws in the toy world: one labelled row per concept group."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from t2i_unlearn.utils.io import atomic_save_image, atomic_write_json, ensure_writable_dir
+
+GROUPS: dict[str, dict[str, str]] = {
+    "striped (erasable)": {"texture": "striped", "mark": "none"},
+    "crossed (defaced)": {"texture": "plain", "mark": "crossed"},
+    "circled (defaced)": {"texture": "plain", "mark": "circled"},
+    "barred (defaced)": {"texture": "plain", "mark": "barred"},
+    "dotted (close, keep)": {"texture": "dotted", "mark": "none"},
+    "unrelated": {"texture": "plain", "mark": "none"},
+}
+
+
+def labelled_rows(rows: list[tuple[str, np.ndarray]], scale: int = 3, label_width: int = 150) -> np.ndarray:
+    """Stack rows of images (each ``uint8 [N, H, W, 3]``) into one picture with a text label per row."""
+    from PIL import Image, ImageDraw
+
+    from t2i_unlearn.models import image_grid
+
+    tiles = [image_grid(images, cols=len(images)) for _, images in rows]
+    width = max(t.shape[1] for t in tiles) * scale + label_width
+    height = sum(t.shape[0] for t in tiles) * scale
+    canvas = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    y = 0
+    for (label, _), tile in zip(rows, tiles, strict=True):
+        img = Image.fromarray(tile).resize((tile.shape[1] * scale, tile.shape[0] * scale), Image.NEAREST)
+        canvas.paste(img, (label_width, y))
+        draw.text((6, y + img.height // 2 - 6), label, fill="black")
+        y += img.height
+    return np.asarray(canvas)
+
+
+def show_world(model: str, out: str | Path, seed: int = 0, per_row: int = 8, lora: list[str] | None = None) -> Path:
+    """Generate ``per_row`` samples per concept group with ``model``; write ``toy_samples.png`` and ``.json``.
+
+    The JSON lists every prompt with the toy judge's verdict on its image. Returns the PNG path.
+    """
+    from t2i_unlearn.models import generate_images, load_pipeline, resolve_model
+    from t2i_unlearn.toy import judges as judges_mod
+    from t2i_unlearn.toy.quality import concept_prompts
+
+    out = ensure_writable_dir(out)
+    pipeline_dir = Path(resolve_model(model))
+    judge = judges_mod.load_judge(pipeline_dir.parent / "judges")
+    pipe = load_pipeline(str(pipeline_dir), lora=lora)
+    rows: list[tuple[str, np.ndarray]] = []
+    records: list[dict[str, Any]] = []
+    for gi, (label, fixed) in enumerate(GROUPS.items()):
+        prompts, _ = concept_prompts(per_row, 50_000 + seed * 100 + gi, **fixed)
+        seeds = [seed + gi * 1000 + i for i in range(per_row)]
+        images = generate_images(pipe, prompts, seeds, batch_size=per_row)
+        verdicts = judges_mod.labels_from_probs(judge, judges_mod.predict(judge, images))
+        rows.append((label, images))
+        records += [{"group": label, "prompt": p, "seed": s, "judged": v} for p, s, v in zip(prompts, seeds, verdicts, strict=True)]
+    path = atomic_save_image(out / "toy_samples.png", labelled_rows(rows))
+    atomic_write_json(out / "toy_samples.json", {"model": model, "lora": lora or [], "samples": records})
+    return path

@@ -1,0 +1,165 @@
+"""Atomic file writes, hashing and run manifests.
+
+Every artifact is written to a temporary name beside its destination and renamed into place, so an
+interrupted job never leaves a file or folder that looks complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from t2i_unlearn.errors import UserError
+
+
+def _tmp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_path(path)
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) atomically."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON atomically."""
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def atomic_torch_save(path: str | Path, obj: Any) -> Path:
+    """``torch.save`` atomically (for training checkpoints of tensors and plain values)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_path(path)
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def safe_torch_load(path: str | Path) -> Any:
+    """Load a checkpoint written by :func:`atomic_torch_save` (``weights_only=True``)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise UserError(f"checkpoint {path} is unreadable ({type(exc).__name__}); delete it to start over") from exc
+
+
+@contextlib.contextmanager
+def atomic_directory(final: str | Path) -> Iterator[Path]:
+    """Yield a temporary directory that is renamed to ``final`` only if the block succeeds.
+
+    An existing ``final`` is replaced. On failure the temporary directory is removed.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
+def ensure_writable_dir(path: str | Path) -> Path:
+    """Create ``path`` if needed and check that files can be written in it; raise :class:`UserError` if not."""
+    path = Path(path).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"output directory {path} is not writable ({exc.strerror or exc})") from exc
+    return path
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def hash_files(root: str | Path, patterns: tuple[str, ...] = ("**/*",)) -> dict[str, str]:
+    """SHA-256 of every regular, non-hidden file under ``root`` matching ``patterns``, keyed by relative path."""
+    root = Path(root)
+    out: dict[str, str] = {}
+    for pattern in patterns:
+        for p in sorted(root.glob(pattern)):
+            rel = p.relative_to(root)
+            if p.is_file() and not any(part.startswith(".") for part in rel.parts):
+                out[rel.as_posix()] = sha256_file(p)
+    return out
+
+
+def package_versions(names: tuple[str, ...] = ("t2i-unlearn", "torch", "diffusers", "transformers", "peft", "accelerate")) -> dict[str, str]:
+    """Installed versions of the packages that shape results."""
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def make_manifest(command: str, settings: dict[str, Any], inputs: dict[str, str] | None = None, **extra: Any) -> dict[str, Any]:
+    """A ``manifest.json`` body: what made an artifact, with which settings, inputs and package versions."""
+    return {
+        "command": command,
+        "settings": settings,
+        "inputs": inputs or {},
+        "versions": package_versions(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **extra,
+    }
+
+
+def atomic_save_image(path: str | Path, array: Any) -> Path:
+    """Save an ``uint8 [H, W, 3]`` array as PNG/JPEG/WebP (by suffix) atomically."""
+    import io
+
+    from PIL import Image
+
+    path = Path(path)
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}.get(path.suffix.lower(), "PNG")
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format=fmt)
+    return atomic_write_bytes(path, buf.getvalue())

@@ -1,0 +1,94 @@
+"""The renderer draws exactly what its labels say, deterministically, with captions that name it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from t2i_unlearn.toy.render import (
+    ATTRIBUTES,
+    Scene,
+    attribute_values,
+    caption_scene,
+    render_dataset,
+    render_scene,
+    sample_scene,
+    world_spec,
+)
+
+
+def _scene(**kw) -> Scene:
+    base = dict(shape="square", colour="red", background="white", position="center", texture="plain", mark="none", cx=16.0, cy=16.0, radius=7.5)
+    return Scene(**{**base, **kw})
+
+
+def test_plain_shape_pixels_match_labels():
+    spec = world_spec()
+    img = render_scene(_scene(colour="blue", background="grey"))
+    assert img.shape == (32, 32, 3) and img.dtype == np.uint8
+    assert tuple(img[16, 16]) == tuple(spec["colour"]["blue"]["rgb"])
+    assert tuple(img[1, 1]) == tuple(spec["background"]["grey"]["rgb"])
+
+
+@pytest.mark.parametrize("texture", ["striped", "dotted"])
+def test_textures_darken_part_of_the_shape_only(texture):
+    plain = render_scene(_scene()).astype(int)
+    textured = render_scene(_scene(texture=texture)).astype(int)
+    changed = np.abs(plain - textured).sum(-1) > 30
+    inside = np.zeros((32, 32), bool)
+    inside[9:23, 9:23] = True  # the square spans 16 +- 6.4 px
+    assert changed[inside].mean() > 0.15  # a visible texture
+    assert not changed[~inside].any()  # drawn on the shape only
+
+
+def test_stripes_and_dots_differ():
+    striped = render_scene(_scene(texture="striped")).astype(int)
+    dotted = render_scene(_scene(texture="dotted")).astype(int)
+    assert np.abs(striped - dotted).sum(-1).astype(bool).mean() > 0.05
+
+
+@pytest.mark.parametrize("mark", ["crossed", "circled", "barred"])
+def test_marks_draw_black_pixels(mark):
+    img = render_scene(_scene(mark=mark, colour="yellow"))
+    dark = img.max(-1) < 60
+    assert dark.sum() > 20
+    assert not (render_scene(_scene(colour="yellow")).max(-1) < 60).any()
+
+
+def test_dataset_is_deterministic_and_chunkable():
+    a, cap_a, lab_a = render_dataset(20, seed=3)
+    b, cap_b, lab_b = render_dataset(10, seed=3, start=10)
+    assert np.array_equal(a[10:], b) and cap_a[10:] == cap_b and lab_a[10:] == lab_b
+    c, _, _ = render_dataset(20, seed=4)
+    assert not np.array_equal(a, c)
+
+
+def test_labels_cover_every_attribute_and_fixed_values_hold():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        scene = sample_scene(rng, texture="striped", mark="barred")
+        assert scene.texture == "striped" and scene.mark == "barred"
+        assert set(ATTRIBUTES) <= set(scene.labels())
+    with pytest.raises(KeyError):
+        sample_scene(rng, texture="woolly")
+    with pytest.raises(KeyError):
+        attribute_values("smell")
+
+
+def test_captions_name_the_drawn_attributes_with_synonyms():
+    spec = world_spec()
+    rng = np.random.default_rng(1)
+    striped_words = [w for w in spec["texture"]["striped"]["before"] + spec["texture"]["striped"]["after"] if w]
+    seen_phrasings = set()
+    for _ in range(300):
+        scene = sample_scene(rng, texture="striped")
+        caption = caption_scene(scene, rng)
+        found = [w for w in striped_words if w in caption]
+        assert found, caption
+        seen_phrasings.add(max(found, key=len))
+        assert any(w in caption for w in spec["shape"][scene.shape])
+    assert len(seen_phrasings) >= 6  # several phrasings are used, not one
+    for _ in range(300):
+        scene = sample_scene(rng, texture="plain", mark="none")
+        caption = caption_scene(scene, rng, mention_plain=0.0)
+        assert not any(w in caption for w in striped_words + ["dot", "spot", "cross", "ring", "bar"]), caption
