@@ -91,4 +91,4 @@ def test_captions_name_the_drawn_attributes_with_synonyms():
     for _ in range(300):
         scene = sample_scene(rng, texture="plain", mark="none")
         caption = caption_scene(scene, rng, mention_plain=0.0)
-        assert not any(w in caption for w in striped_words + ["dot", "spot", "cross", "ring", "bar"]), caption
+        assert not any(w in caption for w in [*striped_words, "dot", "spot", "cross", "ring", "bar"]), caption

@@ -32,7 +32,7 @@ def test_unknown_words_fall_back_to_pieces(tmp_path):
     save_clip_tokenizer(tmp_path, ["a red circle", "a blue square"])
     tok = CLIPTokenizer.from_pretrained(tmp_path)
     ids = tok("a zebra", add_special_tokens=False).input_ids
-    assert len(ids) > 2 and tok.unk_token_id not in ids or tok.decode(ids) == "a zebra"
+    assert len(ids) > 2  # "zebra" was never seen: it splits into smaller pieces
     assert tok.decode(ids) == "a zebra"
 
 

@@ -24,7 +24,9 @@ TINY = preset_with("quick", name="tiny", n_images=300, vae_steps=4, unet_steps=6
 def test_quick_world_is_complete_and_verified(quick_world: Path):
     manifest = verify_world(quick_world)
     assert manifest["settings"]["preset"]["name"] == "quick"
-    assert {"pipeline/model_index.json", "pipeline/unet/diffusion_pytorch_model.safetensors", "judges/judge.safetensors", "quality.json"} <= set(manifest["files"])
+    assert {"pipeline/model_index.json", "pipeline/unet/diffusion_pytorch_model.safetensors", "judges/judge.safetensors", "quality.json"} <= set(
+        manifest["files"]
+    )
     table = json.loads((quick_world / "quality.json").read_text())
     assert set(table["bars"]) == {"judge_accuracy_min", "erasable_striped_rate", "unrelated_erasable_rate", "attribute_accuracy"}
     assert not (quick_world / ".build").exists()  # scratch is removed once complete
@@ -102,7 +104,11 @@ def test_build_resumes_after_interruption_to_the_same_world(tmp_path: Path, monk
 
     ref_files = json.loads((reference / "manifest.json").read_text())["files"]
     new_files = json.loads((resumed / "manifest.json").read_text())["files"]
-    for name in ("pipeline/unet/diffusion_pytorch_model.safetensors", "pipeline/text_encoder/model.safetensors", "pipeline/vae/diffusion_pytorch_model.safetensors"):
+    for name in (
+        "pipeline/unet/diffusion_pytorch_model.safetensors",
+        "pipeline/text_encoder/model.safetensors",
+        "pipeline/vae/diffusion_pytorch_model.safetensors",
+    ):
         assert ref_files[name] == new_files[name], name
 
 

@@ -75,7 +75,7 @@ class ToyPreset:
 
 
 PRESETS: dict[str, ToyPreset] = {
-    "quick": ToyPreset(name="quick", n_images=4000, vae_steps=80, unet_steps=150, judge_steps=400, eval_per_group=16, checkpoint_every=50),
+    "quick": ToyPreset(name="quick", n_images=4000, vae_steps=80, unet_steps=150, judge_steps=150, eval_per_group=16, checkpoint_every=50),
     "full": ToyPreset(name="full", n_images=40000, vae_steps=300, unet_steps=3600, judge_steps=1500, eval_per_group=200),
 }
 
@@ -460,6 +460,6 @@ def verify_world(world: str | Path) -> dict[str, Any]:
     return manifest
 
 
-def preset_with(name: str, **changes: Any) -> ToyPreset:
-    """A copy of a preset with some fields changed (for experiments and tests)."""
-    return replace(get_preset(name), **changes)
+def preset_with(base: str, **changes: Any) -> ToyPreset:
+    """A copy of the preset ``base`` with some fields changed (for experiments and tests)."""
+    return replace(get_preset(base), **changes)
