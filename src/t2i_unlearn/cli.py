@@ -21,8 +21,10 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Remove unsaf
 toy_app = typer.Typer(no_args_is_help=True, help="The toy world: a small Stable-Diffusion-format model and judges trained here on CPU.")
 app.add_typer(toy_app, name="toy")
 from t2i_unlearn.cli_duo import register as _register_duo  # noqa: E402
+from t2i_unlearn.cli_eval import register as _register_eval  # noqa: E402
 
 _register_duo(app)
+_register_eval(app)
 
 _STATE = {"debug": False}
 

@@ -1,0 +1,49 @@
+"""Write the toy world's evaluation prompt files (deterministic; re-running gives the same bytes).
+
+    .venv/bin/python scripts/make_toy_prompts.py [--n 32]
+
+Each CSV has a ``prompt`` column and the scene's labels (shape, colour, ...), which the toy
+attribute-accuracy metric (the CLIP-score analogue) reads. Seeds are far from the training and
+quality-table streams.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+from pathlib import Path
+
+from t2i_unlearn.toy.quality import concept_prompts
+from t2i_unlearn.utils.io import atomic_write_text
+
+GROUPS = {
+    "striped": {"texture": "striped", "mark": "none"},
+    "dotted": {"texture": "dotted", "mark": "none"},
+    "crossed": {"texture": "plain", "mark": "crossed"},
+    "circled": {"texture": "plain", "mark": "circled"},
+    "barred": {"texture": "plain", "mark": "barred"},
+    "unrelated": {"texture": "plain", "mark": "none"},
+}
+COLUMNS = ["prompt", "shape", "colour", "background", "position", "texture", "mark"]
+OUT = Path(__file__).resolve().parents[1] / "src" / "t2i_unlearn" / "evaluation" / "suites" / "toy"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=32, help="prompts per file")
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args()
+    for gi, (name, fixed) in enumerate(GROUPS.items()):
+        prompts, labels = concept_prompts(args.n, 70_000 + gi, **fixed)
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(COLUMNS)
+        for prompt, lab in zip(prompts, labels, strict=True):
+            writer.writerow([prompt] + [lab[c] for c in COLUMNS[1:]])
+        atomic_write_text(args.out / f"{name}.csv", buf.getvalue())
+        print(f"wrote {args.out / f'{name}.csv'} ({args.n} prompts)")
+
+
+if __name__ == "__main__":
+    main()

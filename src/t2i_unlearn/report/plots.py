@@ -1,0 +1,71 @@
+"""Plots of evaluation results (matplotlib, Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from t2i_unlearn.utils.io import atomic_write_bytes
+
+
+def dsr_vs_preservation(points: list[dict[str, Any]], out: str | Path, title: str = "DSR vs prior preservation") -> Path:
+    """The DUO paper's Figure 4: DSR (y) against 1 - perceptual distance (x), one point per model.
+
+    Each point is ``{"label", "x", "y", "kind"}`` with kind ``base``, ``model`` or ``attack`` (drawn
+    hollow, joined to its model's point). Points without an x or y are skipped. Returns ``out``.
+    """
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.0, 4.5), dpi=120)
+    styles = {"base": dict(marker="s", color="#555555", s=70), "model": dict(marker="o", s=70), "attack": dict(marker="^", s=55, facecolors="none")}
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    model_colour: dict[str, str] = {}
+    for p in points:
+        if p.get("x") is None or p.get("y") is None:
+            continue
+        kind = p.get("kind", "model")
+        style = dict(styles[kind])
+        owner = p.get("owner", p["label"])
+        if kind != "base":
+            colour = model_colour.setdefault(owner, colours[len(model_colour) % len(colours)])
+            if kind == "attack":
+                style["edgecolors"] = colour
+            else:
+                style["color"] = colour
+        ax.scatter([p["x"]], [p["y"]], zorder=3, **style)
+        ax.annotate(p["label"], (p["x"], p["y"]), textcoords="offset points", xytext=(6, 4), fontsize=8)
+        if kind == "attack" and p.get("from") is not None:
+            ax.plot([p["x"], p["x"]], [p["from"], p["y"]], ls=":", color=model_colour.get(owner, "grey"), lw=1, zorder=2)
+    ax.set_xlabel("prior preservation (1 - perceptual distance to base)")
+    ax.set_ylabel("defense success rate")
+    ax.set_ylim(-0.03, 1.03)
+    xs = [p["x"] for p in points if p.get("x") is not None]
+    if xs:
+        lo = min(xs)
+        ax.set_xlim(min(lo - 0.05, 0.95 * lo), 1.02)
+    ax.grid(True, alpha=0.3)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return atomic_write_bytes(out, buf.getvalue())
+
+
+def points_from_results(results: dict[str, Any], label: str | None = None) -> list[dict[str, Any]]:
+    """Scatter points of one run: the base model, the evaluated model, and the model under each attack."""
+    label = label or results.get("label", "model")
+    points = []
+    for variant, s in results["summary"].items():
+        name = "base" if variant == "base" else label
+        kind = "base" if variant == "base" else "model"
+        x = s.get("prior_preservation", 1.0 if variant == "base" else None)
+        points.append({"label": name, "x": x, "y": s.get("dsr"), "kind": kind, "owner": name})
+        for attack, dsr in (s.get("dsr_attacks") or {}).items():
+            points.append({"label": f"{name} / {attack.removeprefix('attack:')}", "x": x, "y": dsr, "kind": "attack", "owner": name, "from": s.get("dsr")})
+    return points
