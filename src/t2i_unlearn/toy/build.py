@@ -378,6 +378,9 @@ class _Builder:
             feature_extractor=None,
             requires_safety_checker=False,
         )
+        for name in ("vae", "unet"):
+            # from_pretrained recorded the scratch path; a world should not carry it.
+            getattr(pipe, name).register_to_config(_name_or_path=name)
         with atomic_directory(self.out / "pipeline") as tmp:
             pipe.save_pretrained(tmp, safe_serialization=True)
         with atomic_directory(self.out / "judges") as tmp:
