@@ -15,16 +15,10 @@ import io
 from pathlib import Path
 
 from t2i_unlearn.toy.quality import concept_prompts
+from t2i_unlearn.toy.render import concept_groups
 from t2i_unlearn.utils.io import atomic_write_text
 
-GROUPS = {
-    "striped": {"texture": "striped", "mark": "none"},
-    "dotted": {"texture": "dotted", "mark": "none"},
-    "crossed": {"texture": "plain", "mark": "crossed"},
-    "circled": {"texture": "plain", "mark": "circled"},
-    "barred": {"texture": "plain", "mark": "barred"},
-    "unrelated": {"texture": "plain", "mark": "none"},
-}
+GROUPS = {name: group["fix"] for name, group in concept_groups().items()}
 COLUMNS = ["prompt", "shape", "colour", "background", "position", "texture", "mark"]
 OUT = Path(__file__).resolve().parents[1] / "src" / "t2i_unlearn" / "evaluation" / "suites" / "toy"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from tests.conftest import run_cli
@@ -64,3 +65,14 @@ def test_bad_output_suffix_and_counts(quick_world: Path, tmp_path: Path):
 def test_debug_shows_the_traceback(tmp_path: Path):
     r = run_cli("--debug", "toy", "build", "--preset", "huge", "--out", str(tmp_path / "w"))
     assert r.returncode != 0 and "Traceback" in r.stderr
+
+
+@pytest.mark.parametrize("family", ["sdxl", "sd3"])
+def test_generate_with_other_families(quick_world: Path, tmp_path: Path, family: str):
+    from tests._tiny import build_tiny
+
+    pipe_dir = build_tiny(family, quick_world / "pipeline" / "tokenizer", tmp_path / family)
+    out = tmp_path / f"{family}.png"
+    r = run_cli("generate", "--model", str(pipe_dir), "-p", "a red circle", "--steps", "2", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert Image.open(out).size == (32, 32)

@@ -148,24 +148,6 @@ def _distributed() -> tuple[int, int, Any]:
     return state.process_index, state.num_processes, state
 
 
-def _generate_with_embeds(pipe: Any, embeds: list[Any], seeds: list[int], steps: int, guidance: float, height: int | None, width: int | None) -> np.ndarray:
-    """Like :func:`t2i_unlearn.models.generate_images` but with ``prompt_embeds`` (SD 1.x/2.x)."""
-    import torch
-
-    gens = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds]
-    dtype = pipe.text_encoder.dtype if getattr(pipe, "text_encoder", None) is not None else torch.float32
-    result = pipe(
-        prompt_embeds=torch.stack(embeds).to(pipe.device, dtype),
-        generator=gens,
-        num_inference_steps=steps,
-        guidance_scale=guidance,
-        height=height,
-        width=width,
-        output_type="np",
-    )
-    return (np.clip(result.images, 0, 1) * 255).round().astype(np.uint8)
-
-
 def _load_attack_embeddings(pipe: Any, ps: PromptSet) -> dict[str, Any] | None:
     """Textual-inversion tokens go into the pipeline; prompt embeddings are returned by key."""
     from safetensors.torch import load_file
@@ -203,6 +185,8 @@ def generate_missing(
     progress: bool,
 ) -> int:
     """Generate the jobs whose keys are not cached (this process's share of them); returns how many it drew."""
+    import torch
+
     from t2i_unlearn.models import generate_images, load_pipeline
 
     rank, world, _ = _distributed()
@@ -228,7 +212,10 @@ def generate_missing(
             batch = entries[i : i + s.batch_size]
             seeds = [job.seed for job, _, _ in batch]
             if embeds is not None:
-                images = _generate_with_embeds(pipe, [embeds[job.embedding] for job, _, _ in batch], seeds, s.steps, guidance, s.height, s.width)
+                stacked = torch.stack([embeds[job.embedding] for job, _, _ in batch])
+                images = generate_images(
+                    pipe, None, seeds, steps=s.steps, guidance=guidance, batch_size=len(seeds), height=s.height, width=s.width, prompt_embeds=stacked
+                )
             else:
                 prompts = [job.prompt for job, _, _ in batch]
                 negatives = [job.negative for job, _, _ in batch]

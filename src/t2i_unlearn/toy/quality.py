@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from t2i_unlearn.toy import judges as judges_mod
-from t2i_unlearn.toy.render import ATTRIBUTES, caption_scene, render_dataset, sample_scene, world_spec
+from t2i_unlearn.toy.render import ATTRIBUTES, caption_scene, concept_groups, render_dataset, sample_scene, world_spec
 
 BARS = {
     "judge_accuracy_min": (">=", 0.98),
@@ -65,14 +65,7 @@ def measure_quality(world: str | Path, n_per_group: int, seed: int = 0, steps: i
     accuracy = judge_accuracy(judge, seed=seed)
     pipe = load_pipeline(str(world / "pipeline"))
 
-    groups = {
-        "striped": {"texture": "striped", "mark": "none"},
-        "dotted": {"texture": "dotted", "mark": "none"},
-        "crossed": {"texture": "plain", "mark": "crossed"},
-        "circled": {"texture": "plain", "mark": "circled"},
-        "barred": {"texture": "plain", "mark": "barred"},
-        "unrelated": {"texture": "plain", "mark": "none"},
-    }
+    groups = {name: g["fix"] for name, g in concept_groups().items()}
     rates: dict[str, Any] = {}
     per_phrasing: dict[str, dict[str, float]] = {}
     attribute_hits: list[bool] = []

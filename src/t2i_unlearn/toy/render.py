@@ -50,6 +50,11 @@ def attribute_values(attribute: str) -> list[str]:
     return list(world_spec()[attribute].keys())
 
 
+def concept_groups() -> dict[str, dict[str, Any]]:
+    """The world's concept groups: ``{name: {"fix": {attribute: value}, "role": str}}`` in a fixed order."""
+    return world_spec()["groups"]
+
+
 _POSITIONS = {"center": (0.5, 0.5), "left": (0.3, 0.5), "right": (0.7, 0.5), "top": (0.5, 0.3), "bottom": (0.5, 0.7)}
 
 

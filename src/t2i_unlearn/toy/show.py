@@ -9,15 +9,6 @@ import numpy as np
 
 from t2i_unlearn.utils.io import atomic_save_image, atomic_write_json, ensure_writable_dir
 
-GROUPS: dict[str, dict[str, str]] = {
-    "striped (erasable)": {"texture": "striped", "mark": "none"},
-    "crossed (defaced)": {"texture": "plain", "mark": "crossed"},
-    "circled (defaced)": {"texture": "plain", "mark": "circled"},
-    "barred (defaced)": {"texture": "plain", "mark": "barred"},
-    "dotted (close, keep)": {"texture": "dotted", "mark": "none"},
-    "unrelated": {"texture": "plain", "mark": "none"},
-}
-
 
 def labelled_rows(rows: list[tuple[str, np.ndarray]], scale: int = 3, label_width: int = 150) -> np.ndarray:
     """Stack rows of images (each ``uint8 [N, H, W, 3]``) into one picture with a text label per row."""
@@ -47,6 +38,7 @@ def show_world(model: str, out: str | Path, seed: int = 0, per_row: int = 8, lor
     from t2i_unlearn.models import generate_images, load_pipeline, resolve_model
     from t2i_unlearn.toy import judges as judges_mod
     from t2i_unlearn.toy.quality import concept_prompts
+    from t2i_unlearn.toy.render import concept_groups
 
     out = ensure_writable_dir(out)
     pipeline_dir = Path(resolve_model(model))
@@ -54,7 +46,8 @@ def show_world(model: str, out: str | Path, seed: int = 0, per_row: int = 8, lor
     pipe = load_pipeline(str(pipeline_dir), lora=lora)
     rows: list[tuple[str, np.ndarray]] = []
     records: list[dict[str, Any]] = []
-    for gi, (label, fixed) in enumerate(GROUPS.items()):
+    for gi, (name, group) in enumerate(concept_groups().items()):
+        label, fixed = (name if name == group["role"] else f"{name} ({group['role']})"), group["fix"]
         prompts, _ = concept_prompts(per_row, 50_000 + seed * 100 + gi, **fixed)
         seeds = [seed + gi * 1000 + i for i in range(per_row)]
         images = generate_images(pipe, prompts, seeds, batch_size=per_row)
