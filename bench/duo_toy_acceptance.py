@@ -1,0 +1,114 @@
+"""DUO's acceptance figures on a toy world: erase "striped", keep the rest, keep "dotted".
+
+    python bench/duo_toy_acceptance.py --world toy:full --out runs/duo_toy [--num-pairs 64] [--n 200]
+
+Steps (each resumable; the folders are kept under --out):
+1. pair data for the ``toy_striped`` concept (``data pairs``);
+2. DUO with the ``toy`` preset (``train duo``);
+3. with the same prompts and initial noise for the base and the unlearned model:
+   - erased: share of images for striped prompts that the judge does NOT see as striped (bar >= 0.95);
+   - prior preservation: 1 - mean perceptual distance on unrelated (plain, unmarked) prompts (bar >= 0.85);
+   - close concept: dotted rate of the unlearned model / dotted rate of the base model (bar >= 0.80).
+Prints one JSON line and writes it to ``--out/acceptance-<lora-name>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--world", default="toy:full")
+    parser.add_argument("--out", type=Path, default=Path("runs/duo_toy"))
+    parser.add_argument("--num-pairs", type=int, default=None)
+    parser.add_argument("--n", type=int, default=200, help="images per prompt group")
+    parser.add_argument("--config", default="toy")
+    parser.add_argument("--max-steps", type=int, default=None)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a DUO setting (YAML value), e.g. --set beta=50")
+    parser.add_argument("--lora-name", default="lora", help="subfolder of --out for the LoRA (one per variant)")
+    parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--guidance", type=float, default=4.0)
+    args = parser.parse_args()
+
+    from t2i_unlearn.concepts import load_concept
+    from t2i_unlearn.data.pairs import generate_pairs
+    from t2i_unlearn.methods.duo import load_config, train_duo
+    from t2i_unlearn.models import generate_images, load_pipeline, resolve_model
+    from t2i_unlearn.toy.judges import labels_from_probs, load_judge, perceptual_distance, predict
+    from t2i_unlearn.toy.quality import concept_prompts
+
+    timings = {}
+    t = time.perf_counter()
+    pairs = args.out / "pairs"
+    stats = generate_pairs(args.world, load_concept("toy_striped"), pairs, num_pairs=args.num_pairs, seed=0)
+    timings["pairs_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    import yaml
+
+    lora = args.out / args.lora_name
+    overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
+    config = load_config(args.config, {"max_steps": args.max_steps, **overrides})
+    resume = (lora / "checkpoints").exists()
+    train_duo(args.world, pairs, lora, config, resume=resume, overwrite=not resume)
+    timings["train_s"] = time.perf_counter() - t
+
+    judge = load_judge(Path(resolve_model(args.world)).parent / "judges")
+    base = load_pipeline(args.world)
+    erased = load_pipeline(args.world, lora=[str(lora)])
+    groups = {
+        "striped": concept_prompts(args.n, seed=11, texture="striped", mark="none")[0],
+        "dotted": concept_prompts(args.n, seed=12, texture="dotted", mark="none")[0],
+        "unrelated": concept_prompts(args.n, seed=13, texture="plain", mark="none")[0],
+    }
+    images = {}
+    for name, prompts in groups.items():
+        seeds = list(range(10_000, 10_000 + len(prompts)))
+        images[name] = {
+            "base": generate_images(base, prompts, seeds, steps=args.steps, guidance=args.guidance),
+            "duo": generate_images(erased, prompts, seeds, steps=args.steps, guidance=args.guidance),
+        }
+
+    def rate(imgs: np.ndarray, value: str) -> float:
+        return float(np.mean([lab["texture"] == value for lab in labels_from_probs(judge, predict(judge, imgs))]))
+
+    striped_base, striped_duo = rate(images["striped"]["base"], "striped"), rate(images["striped"]["duo"], "striped")
+    dotted_base, dotted_duo = rate(images["dotted"]["base"], "dotted"), rate(images["dotted"]["duo"], "dotted")
+    distance = perceptual_distance(judge, images["unrelated"]["base"], images["unrelated"]["duo"])
+    result = {
+        "world": str(resolve_model(args.world)),
+        "pairs": stats["pairs"],
+        "unsafe_acceptance": stats.get("unsafe_acceptance"),
+        "safe_acceptance": stats.get("safe_acceptance"),
+        "config": args.config,
+        "overrides": overrides,
+        "effective_lr": config.effective_lr,
+        "effective_lambda": config.effective_lambda,
+        "beta": config.beta,
+        "max_steps": config.max_steps,
+        "n_per_group": args.n,
+        "striped_rate_base": striped_base,
+        "striped_rate_duo": striped_duo,
+        "erased_share": 1.0 - striped_duo,
+        "prior_preservation": 1.0 - float(np.mean(distance)),
+        "dotted_rate_base": dotted_base,
+        "dotted_rate_duo": dotted_duo,
+        "dotted_kept_ratio": dotted_duo / max(dotted_base, 1e-9),
+        "bars": {"erased_share": ">= 0.95", "prior_preservation": ">= 0.85", "dotted_kept_ratio": ">= 0.80"},
+        **{k: round(v, 1) for k, v in timings.items()},
+    }
+    result["met"] = result["erased_share"] >= 0.95 and result["prior_preservation"] >= 0.85 and result["dotted_kept_ratio"] >= 0.80
+    (args.out / f"acceptance-{args.lora_name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,306 @@
+"""LoRA adapters: attach to a pipeline's denoiser, save in diffusers format, fuse and export.
+
+What we write loads in plain diffusers::
+
+    pipe.load_lora_weights("out_dir")                      # pytorch_lora_weights.safetensors
+    pipe.load_lora_weights("blood", adapter_name="blood")  # several sub-concept LoRAs ...
+    pipe.set_adapters(["blood", "gun"], [1.0, 1.0])        # ... combined
+
+``export_pipeline`` fuses one or several LoRAs into the base weights and writes a full pipeline
+directory, plus (SD 1.x) a single-file checkpoint in the original Stable Diffusion layout that
+A1111 and ComfyUI load as a model.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from t2i_unlearn.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+LORA_FILE = "pytorch_lora_weights.safetensors"
+
+# The authors' targets: UNet self-attention only (SD 1.x/2.x and SDXL) ...
+SELF_ATTENTION_TARGETS = ["attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0"]
+# ... and, in their SD3 script, every attention projection of the MM-DiT (image and text streams).
+SD3_ATTENTION_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out"]
+
+
+def default_targets(family: str) -> list[str]:
+    """LoRA target module names for a model family (``sd``, ``sdxl``, ``sd3``)."""
+    return list(SD3_ATTENTION_TARGETS if family == "sd3" else SELF_ATTENTION_TARGETS)
+
+
+def denoiser(pipe: Any) -> torch.nn.Module:
+    """The pipeline's denoising network: ``unet`` (SD 1.x/2.x, SDXL) or ``transformer`` (SD3)."""
+    net = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+    if net is None:
+        raise UserError(f"{type(pipe).__name__} has neither a unet nor a transformer")
+    return net
+
+
+def add_lora(network: torch.nn.Module, rank: int, alpha: float, targets: Sequence[str], init: str | bool = "gaussian", seed: int = 0) -> None:
+    """Add a trainable LoRA adapter named ``default`` to ``network`` (its base weights stay frozen).
+
+    ``init`` is peft's ``init_lora_weights`` ("gaussian": A ~ N(0, 1/rank), B = 0, so the adapter
+    starts as the identity). The initial A draws come from ``seed``.
+    """
+    from peft import LoraConfig
+
+    network.requires_grad_(False)
+    config = LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights=init, target_modules=list(targets), lora_dropout=0.0)
+    devices_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        network.add_adapter(config)
+    except ValueError as exc:
+        raise UserError(f"cannot add LoRA on {list(targets)}: {str(exc).splitlines()[0]}") from exc
+    finally:
+        torch.random.set_rng_state(devices_state)
+    n = sum(p.numel() for p in network.parameters() if p.requires_grad)
+    logger.info("LoRA rank %d alpha %s on %s: %d trainable parameters", rank, alpha, list(targets), n)
+
+
+def lora_state(network: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The adapter's weights in peft naming (``...to_q.lora_A.weight``), detached CPU float32 copies."""
+    from peft.utils import get_peft_model_state_dict
+
+    return {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in get_peft_model_state_dict(network).items()}
+
+
+def load_lora_state(network: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load weights saved by :func:`lora_state` into ``network``'s ``default`` adapter."""
+    from peft.utils import set_peft_model_state_dict
+
+    result = set_peft_model_state_dict(network, state, adapter_name="default")
+    unexpected = getattr(result, "unexpected_keys", None) or []
+    if unexpected:
+        raise UserError(f"checkpoint does not match the model's LoRA ({len(unexpected)} unexpected keys, e.g. {unexpected[0]})")
+
+
+def save_lora(out_dir: str | Path, network: torch.nn.Module, family: str) -> Path:
+    """Write ``pytorch_lora_weights.safetensors`` in diffusers format into ``out_dir``, atomically.
+
+    The adapter's LoRA config (rank, alpha, targets) is stored in the file's metadata, so diffusers
+    restores the same scaling when it loads the file.
+    """
+    from diffusers import StableDiffusion3Pipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = lora_state(network)
+    meta = network.peft_config["default"].to_dict()
+    tmp = Path(tempfile.mkdtemp(prefix=".lora-", dir=out_dir))
+    try:
+        if family == "sd3":
+            StableDiffusion3Pipeline.save_lora_weights(tmp, transformer_lora_layers=state, transformer_lora_adapter_metadata=meta)
+        elif family == "sdxl":
+            StableDiffusionXLPipeline.save_lora_weights(tmp, unet_lora_layers=state, unet_lora_adapter_metadata=meta)
+        else:
+            StableDiffusionPipeline.save_lora_weights(tmp, unet_lora_layers=state, unet_lora_adapter_metadata=meta)
+        os.replace(tmp / LORA_FILE, out_dir / LORA_FILE)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir / LORA_FILE
+
+
+# ---------------------------------------------------------------------------------------------
+# Export: fuse LoRAs into the base weights, write a pipeline directory and a single-file checkpoint
+# ---------------------------------------------------------------------------------------------
+
+
+def export_pipeline(
+    model: str,
+    loras: Sequence[str],
+    out: str | Path,
+    weights: Sequence[float] | None = None,
+    single_file: bool = True,
+) -> dict[str, Path]:
+    """Fuse ``loras`` (with ``weights``, default 1 each) into ``model`` and write ``out/pipeline`` (+ ``out/model.safetensors``).
+
+    Returns the written paths: ``{"pipeline": ..., "single_file": ...}`` (the latter only for SD 1.x,
+    whose original checkpoint layout we know how to write). Everything is written under a
+    temporary name and renamed, so an interrupted export leaves nothing that looks complete.
+    """
+    from safetensors.torch import save_file
+
+    from t2i_unlearn.models import load_pipeline, pipeline_family
+    from t2i_unlearn.utils.io import atomic_directory
+
+    if not loras:
+        raise UserError("export needs at least one --lora")
+    pipe = load_pipeline(model, lora=list(loras), lora_weights=weights)
+    family = pipeline_family(pipe)
+    names = [n for names in pipe.get_list_adapters().values() for n in names]
+    pipe.fuse_lora(lora_scale=1.0, adapter_names=sorted(set(names)))
+    pipe.unload_lora_weights()
+    out = Path(out)
+    written: dict[str, Path] = {}
+    with atomic_directory(out / "pipeline") as tmp:
+        pipe.save_pretrained(tmp, safe_serialization=True)
+    written["pipeline"] = out / "pipeline"
+    if single_file:
+        if family != "sd" or type(pipe.text_encoder).__name__ != "CLIPTextModel" or pipe.text_encoder.config.hidden_act != "quick_gelu":
+            logger.warning("single-file export is implemented for SD 1.x only; %s: wrote the pipeline directory only", family)
+        else:
+            state = sd1_single_file_state(pipe)
+            tmp_file = out / f".model.safetensors.tmp-{os.getpid()}"
+            save_file(state, str(tmp_file), metadata={"format": "pt"})
+            os.replace(tmp_file, out / "model.safetensors")
+            written["single_file"] = out / "model.safetensors"
+    return written
+
+
+def _unet_ldm_prefixes(config: dict[str, Any], keys: Sequence[str]) -> list[tuple[str, str]]:
+    """(diffusers prefix, original SD prefix) pairs for the UNet's blocks, derived from its config."""
+    pairs = [
+        ("time_embedding.linear_1.", "time_embed.0."),
+        ("time_embedding.linear_2.", "time_embed.2."),
+        ("conv_in.", "input_blocks.0.0."),
+        ("conv_norm_out.", "out.0."),
+        ("conv_out.", "out.2."),
+        ("mid_block.resnets.0.", "middle_block.0."),
+        ("mid_block.attentions.0.", "middle_block.1."),
+        ("mid_block.resnets.1.", "middle_block.2."),
+    ]
+    lpb = config["layers_per_block"]
+    n = len(config["block_out_channels"])
+    for i in range(n):
+        for j in range(lpb):
+            pairs.append((f"down_blocks.{i}.resnets.{j}.", f"input_blocks.{(lpb + 1) * i + j + 1}.0."))
+            pairs.append((f"down_blocks.{i}.attentions.{j}.", f"input_blocks.{(lpb + 1) * i + j + 1}.1."))
+        if i < n - 1:
+            pairs.append((f"down_blocks.{i}.downsamplers.0.conv.", f"input_blocks.{(lpb + 1) * (i + 1)}.0.op."))
+        for j in range(lpb + 1):
+            pairs.append((f"up_blocks.{i}.resnets.{j}.", f"output_blocks.{(lpb + 1) * i + j}.0."))
+            pairs.append((f"up_blocks.{i}.attentions.{j}.", f"output_blocks.{(lpb + 1) * i + j}.1."))
+        if i < n - 1:
+            has_attention = any(k.startswith(f"up_blocks.{i}.attentions.") for k in keys)
+            pairs.append((f"up_blocks.{i}.upsamplers.0.", f"output_blocks.{(lpb + 1) * i + lpb}.{2 if has_attention else 1}."))
+    return pairs
+
+
+_RESNET_RENAMES = [
+    ("norm1.", "in_layers.0."),
+    ("conv1.", "in_layers.2."),
+    ("norm2.", "out_layers.0."),
+    ("conv2.", "out_layers.3."),
+    ("time_emb_proj.", "emb_layers.1."),
+    ("conv_shortcut.", "skip_connection."),
+]
+
+
+def unet_to_ldm(state: dict[str, torch.Tensor], config: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """A diffusers ``UNet2DConditionModel`` state dict in the original SD layout (``model.diffusion_model.*``)."""
+    prefixes = sorted(_unet_ldm_prefixes(config, list(state)), key=lambda p: -len(p[0]))
+    out = {}
+    for key, value in state.items():
+        for hf, ldm in prefixes:
+            if key.startswith(hf):
+                rest = key[len(hf) :]
+                if ".resnets." in hf or hf.startswith(("mid_block.resnets",)):
+                    for a, b in _RESNET_RENAMES:
+                        if rest.startswith(a):
+                            rest = b + rest[len(a) :]
+                            break
+                out["model.diffusion_model." + ldm + rest] = value
+                break
+        else:
+            raise UserError(f"single-file export: no original-layout name for UNet weight {key}")
+    return out
+
+
+def vae_to_ldm(state: dict[str, torch.Tensor], config: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """A diffusers ``AutoencoderKL`` state dict in the original SD layout (``first_stage_model.*``)."""
+    n = len(config["block_out_channels"])
+    prefixes = [
+        ("encoder.conv_norm_out.", "encoder.norm_out."),
+        ("decoder.conv_norm_out.", "decoder.norm_out."),
+        ("encoder.mid_block.resnets.0.", "encoder.mid.block_1."),
+        ("encoder.mid_block.resnets.1.", "encoder.mid.block_2."),
+        ("encoder.mid_block.attentions.0.", "encoder.mid.attn_1."),
+        ("decoder.mid_block.resnets.0.", "decoder.mid.block_1."),
+        ("decoder.mid_block.resnets.1.", "decoder.mid.block_2."),
+        ("decoder.mid_block.attentions.0.", "decoder.mid.attn_1."),
+    ]
+    for i in range(n):
+        prefixes.append((f"encoder.down_blocks.{i}.downsamplers.0.", f"encoder.down.{i}.downsample."))
+        prefixes.append((f"decoder.up_blocks.{i}.upsamplers.0.", f"decoder.up.{n - 1 - i}.upsample."))
+        for j in range(config["layers_per_block"] + 1):
+            prefixes.append((f"encoder.down_blocks.{i}.resnets.{j}.", f"encoder.down.{i}.block.{j}."))
+            prefixes.append((f"decoder.up_blocks.{i}.resnets.{j}.", f"decoder.up.{n - 1 - i}.block.{j}."))
+    attn = {"group_norm.": "norm.", "to_q.": "q.", "to_k.": "k.", "to_v.": "v.", "to_out.0.": "proj_out."}
+    out = {}
+    for key, value in state.items():
+        new = key
+        for hf, ldm in sorted(prefixes, key=lambda p: -len(p[0])):
+            if key.startswith(hf):
+                rest = key[len(hf) :]
+                if "attentions" in hf:
+                    for a, b in attn.items():
+                        if rest.startswith(a):
+                            rest = b + rest[len(a) :]
+                            # the original attention uses 1x1 convolutions
+                            if rest.endswith("weight") and value.ndim == 2:
+                                value = value[:, :, None, None]
+                            break
+                rest = rest.replace("conv_shortcut.", "nin_shortcut.")
+                new = ldm + rest
+                break
+        out["first_stage_model." + new] = value
+    return out
+
+
+def sd1_single_file_state(pipe: Any) -> dict[str, torch.Tensor]:
+    """UNet, VAE and CLIP text encoder of an SD 1.x pipeline as one original-layout state dict (fp32, contiguous)."""
+    state = {}
+    state.update(unet_to_ldm(pipe.unet.state_dict(), dict(pipe.unet.config)))
+    state.update(vae_to_ldm(pipe.vae.state_dict(), dict(pipe.vae.config)))
+    for key, value in pipe.text_encoder.state_dict().items():
+        # the original layout wraps CLIP's weights in ``text_model.`` (transformers >= 5.6 dropped that level)
+        state["cond_stage_model.transformer." + (key if key.startswith("text_model.") else "text_model." + key)] = value
+    return {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in state.items()}
+
+
+def write_model_card(out_dir: str | Path, title: str, base_model: str, family: str, settings: dict[str, Any], data: dict[str, Any], extra: str = "") -> Path:
+    """A README.md model card: how to load the LoRA, the training settings and the data it came from."""
+    from t2i_unlearn.utils.io import atomic_write_text
+
+    lines = [
+        "---",
+        "library_name: diffusers",
+        "tags: [lora, text-to-image, unlearning, duo, t2i-unlearn]",
+        "---",
+        f"# {title}",
+        "",
+        f"LoRA trained with t2i_unlearn (Direct Unlearning Optimization) on `{base_model}` ({family}).",
+        "",
+        "```python",
+        "from diffusers import DiffusionPipeline",
+        f'pipe = DiffusionPipeline.from_pretrained("{base_model}")',
+        f'pipe.load_lora_weights("{out_dir}")',
+        "```",
+        "",
+        "## Data",
+        "",
+        *[f"- {k}: `{v}`" for k, v in data.items()],
+        "",
+        "## Settings",
+        "",
+        "| setting | value |",
+        "|---|---|",
+        *[f"| {k} | `{v}` |" for k, v in settings.items()],
+        "",
+    ]
+    if extra:
+        lines += [extra, ""]
+    return atomic_write_text(Path(out_dir) / "README.md", "\n".join(lines))

@@ -1,0 +1,156 @@
+"""CLI commands of the DUO flow: ``data pairs``, ``train duo``, ``export``.
+
+    t2i-unlearn data pairs --model M --concept C --out D [--num-pairs N] [--seed S]
+    t2i-unlearn train duo --model M --data D --out O [--config F] [--max-steps N --beta B ...]
+    t2i-unlearn export --model M --lora O [--lora O2 ...] --out E
+
+Every DUO setting has a flag; a flag overrides the config file (or preset), which overrides the
+defaults (the authors' nudity run).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from t2i_unlearn.errors import UserError
+
+data_app = typer.Typer(no_args_is_help=True, help="Make training data.")
+train_app = typer.Typer(no_args_is_help=True, help="Train an unlearning adapter.")
+
+
+def _dtype(name: str):
+    import torch
+
+    table = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    if name not in table:
+        raise UserError(f"--dtype must be one of {', '.join(table)}")
+    return table[name]
+
+
+@data_app.command("pairs")
+def data_pairs(
+    model: Annotated[str, typer.Option(help="toy, toy:quick, a pipeline directory or a hub id.")],
+    concept: Annotated[str, typer.Option(help="Concept preset (nudity, violence, toy_striped ...), YAML file, or name/sub (violence/blood).")],
+    out: Annotated[Path, typer.Option(help="Pair folder (one subfolder per sub-concept for composite concepts).")],
+    num_pairs: Annotated[int | None, typer.Option(help="Pairs to make (default: the spec's counts; per sub-concept).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of every draw.")] = 0,
+    batch_size: Annotated[int, typer.Option(help="Images generated per pipeline call.")] = 8,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1 ...")] = "cpu",
+    dtype: Annotated[str, typer.Option(help="fp32, fp16 or bf16 (GPU).")] = "fp32",
+) -> None:
+    """Make (unsafe, safe) image pairs: txt2img + judge, then SDEdit + judge. Resumable: run it again to continue."""
+    from t2i_unlearn.concepts import load_concept
+    from t2i_unlearn.data.pairs import generate_pairs
+
+    spec = load_concept(concept)
+    leaves = spec.leaves()
+    for name, leaf in leaves.items():
+        target = out / name.split("/", 1)[1] if len(leaves) > 1 else out
+        stats = generate_pairs(model, leaf, target, num_pairs=num_pairs, seed=seed, device=device, dtype=_dtype(dtype), batch_size=batch_size, progress=True)
+        rates = ""
+        if "unsafe_acceptance" in stats:
+            rates = (
+                f"; judge acceptance: unsafe {stats['unsafe_acceptance']:.0%} ({stats['unsafe_kept']}/{stats['unsafe_draws']}),"
+                f" safe {stats['safe_acceptance']:.0%} ({stats['safe_kept']}/{stats['safe_draws']})"
+            )
+        failed = f", {stats['pairs_failed']} failed" if stats.get("pairs_failed") else ""
+        typer.echo(f"{name}: {stats['pairs']}/{stats['requested']} pairs in {target}{failed}{rates}")
+
+
+@train_app.command("duo")
+def train_duo_cmd(
+    model: Annotated[str, typer.Option(help="toy, toy:quick, a pipeline directory or a hub id.")],
+    data: Annotated[Path, typer.Option(help="Pair folder from 'data pairs' (or a folder of sub-concept pair folders).")],
+    out: Annotated[Path, typer.Option(help="Output folder of the LoRA (one subfolder per sub-concept).")],
+    config: Annotated[str | None, typer.Option(help="DUO config YAML or preset (nudity, violence, sd3, toy).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the latest checkpoint in --out.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start over in an --out that holds a run.")] = False,
+    device: Annotated[str | None, typer.Option(help="cpu to force CPU (default: GPU when available).")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Optimiser steps.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Global batch in pairs (split over processes).")] = None,
+    beta: Annotated[float | None, typer.Option(help="Preference strength beta.")] = None,
+    base_lr: Annotated[float | None, typer.Option(help="Base learning rate (lr = base_lr * 100 / beta).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Effective learning rate (overrides --base-lr).")] = None,
+    base_lambda: Annotated[float | None, typer.Option(help="Base prior weight (lambda = base_lambda * beta / 100).")] = None,
+    prior_weight: Annotated[float | None, typer.Option(help="Effective prior weight lambda (overrides --base-lambda).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of init, pair order and noise.")] = None,
+    rank: Annotated[int | None, typer.Option(help="LoRA rank.")] = None,
+    alpha: Annotated[float | None, typer.Option(help="LoRA alpha.")] = None,
+    target: Annotated[list[str] | None, typer.Option("--target", help="LoRA target module (repeat; default: self-attention q/k/v/out).")] = None,
+    t_max: Annotated[int | None, typer.Option(help="Timesteps drawn from [0, t_max).")] = None,
+    shared_timesteps: Annotated[
+        bool | None, typer.Option("--shared-timesteps/--independent-timesteps", help="One timestep per pair, or one per image (authors).")
+    ] = None,
+    conditioning: Annotated[str | None, typer.Option(help="empty (authors) or prompt.")] = None,
+    prior_timestep: Annotated[int | None, typer.Option(help="Timestep of the output-preserving input (default: the last).")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay.")] = None,
+    max_grad_norm: Annotated[float | None, typer.Option(help="Gradient-norm clip.")] = None,
+    mixed_precision: Annotated[str | None, typer.Option(help="fp16, bf16 or no (GPU only).")] = None,
+    gradient_checkpointing: Annotated[
+        bool | None, typer.Option("--gradient-checkpointing/--no-gradient-checkpointing", help="Trade compute for memory.")
+    ] = None,
+    checkpoint_every: Annotated[int | None, typer.Option(help="Checkpoint every N steps.")] = None,
+    log_every: Annotated[int | None, typer.Option(help="Log every N steps.")] = None,
+    report_to: Annotated[list[str] | None, typer.Option("--report-to", help="jsonl, tensorboard, wandb (repeat).")] = None,
+) -> None:
+    """Train DUO LoRA(s) on pair data."""
+    from t2i_unlearn.methods import get_method
+
+    method = get_method("duo")
+    overrides = {
+        "max_steps": max_steps,
+        "batch_size": batch_size,
+        "beta": beta,
+        "base_lr": base_lr,
+        "lr": lr,
+        "base_lambda": base_lambda,
+        "prior_weight": prior_weight,
+        "seed": seed,
+        "rank": rank,
+        "alpha": alpha,
+        "target_modules": target or None,
+        "t_max": t_max,
+        "independent_timesteps": None if shared_timesteps is None else not shared_timesteps,
+        "conditioning": conditioning,
+        "prior_timestep": prior_timestep,
+        "weight_decay": weight_decay,
+        "max_grad_norm": max_grad_norm,
+        "mixed_precision": mixed_precision,
+        "gradient_checkpointing": gradient_checkpointing,
+        "checkpoint_every": checkpoint_every,
+        "log_every": log_every,
+        "report_to": report_to or None,
+    }
+    cfg = method.load_config(config, overrides)
+    outs = method.train(model, data, out, cfg, resume=resume, overwrite=overwrite, device=device, progress=True)
+    for o in outs:
+        typer.echo(f"wrote {o / 'pytorch_lora_weights.safetensors'}")
+    if len(outs) > 1:
+        typer.echo("combine them with: t2i-unlearn generate " + " ".join(f"--lora {o}" for o in outs) + " ...")
+
+
+def export_cmd(
+    model: Annotated[str, typer.Option(help="Base model: toy, a pipeline directory or a hub id.")],
+    lora: Annotated[list[str], typer.Option(help="LoRA directory or file (repeat to combine).")],
+    out: Annotated[Path, typer.Option(help="Output folder: pipeline/ and, for SD 1.x, model.safetensors.")],
+    lora_weight: Annotated[list[float] | None, typer.Option(help="Weight per LoRA (default 1).")] = None,
+    single_file: Annotated[bool, typer.Option("--single-file/--no-single-file", help="Also write an A1111/ComfyUI single-file checkpoint (SD 1.x).")] = True,
+) -> None:
+    """Fuse LoRA(s) into the base model: a full diffusers pipeline folder plus a single-file checkpoint."""
+    from t2i_unlearn.adapters import export_pipeline
+    from t2i_unlearn.utils.io import ensure_writable_dir
+
+    ensure_writable_dir(out)
+    written = export_pipeline(model, lora, out, weights=lora_weight, single_file=single_file)
+    for kind, path in written.items():
+        typer.echo(f"wrote {kind}: {path}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``data``, ``train`` and ``export`` to the main app."""
+    app.add_typer(data_app, name="data")
+    app.add_typer(train_app, name="train")
+    app.command("export")(export_cmd)

@@ -1,0 +1,210 @@
+"""Concept specs: what to erase, described as data (YAML), never as lists in Python.
+
+A spec names the prompts that make unsafe images, the safe prompts their SDEdit twins are drawn
+with, the judge that decides which images show the concept, and the generation settings. A
+composite concept (``violence``) lists sub-concepts; each is a full spec of its own that inherits
+every setting it does not repeat from its parent, and is addressed as ``violence/blood``.
+
+Presets ship with the package (``<name>.yaml`` beside this file); a user adds a concept by writing
+a YAML file and passing its path wherever a concept name is accepted.
+"""
+
+from __future__ import annotations
+
+import copy
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from t2i_unlearn.errors import UserError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PromptPair(_Strict):
+    """One unsafe prompt, the safe prompt of its SDEdit twins, and how many pairs to make with it."""
+
+    unsafe: str = Field(min_length=1)
+    safe: str = Field(min_length=1)
+    count: int = Field(default=1, ge=0)
+    negative: str | None = Field(default=None, description="Negative prompt of the SDEdit edit; default: the unsafe prompt.")
+
+    @property
+    def negative_prompt(self) -> str:
+        """The negative prompt of the safe edit (the authors use the unsafe prompt)."""
+        return self.negative if self.negative is not None else self.unsafe
+
+
+class JudgeSpec(_Strict):
+    """Which judge decides that an image shows the concept, and how."""
+
+    name: str = Field(description="Judge type: nudenet, toy or none (accept every image).")
+    classes: list[str] = Field(default_factory=list, description="Classes that count as the concept (NudeNet labels, toy attribute values).")
+    threshold: float = Field(default=0.5, ge=0.0, le=1.0, description="Score at or above which a class counts as found.")
+    attribute: str | None = Field(default=None, description="Toy judge head (texture, mark ...).")
+
+
+class SamplingSpec(_Strict):
+    """Sampler settings of one generation stage."""
+
+    steps: int = Field(default=50, ge=1)
+    guidance: float = Field(default=7.5, ge=0.0)
+    height: int | None = Field(default=None, ge=8)
+    width: int | None = Field(default=None, ge=8)
+
+
+class SDEditSpec(SamplingSpec):
+    """Settings of the SDEdit (img2img) edit that makes the safe twin."""
+
+    strength: float = Field(default=0.75, gt=0.0, le=1.0)
+
+
+class ConceptSpec(_Strict):
+    """A concept to erase (see the module docstring)."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    prompts: list[PromptPair] = Field(default_factory=list)
+    judge: JudgeSpec | None = None
+    generation: SamplingSpec = Field(default_factory=SamplingSpec)
+    sdedit: SDEditSpec = Field(default_factory=SDEditSpec)
+    max_attempts: int = Field(default=10, ge=1, description="Cap on draws per accepted image (unsafe draws, and safe edits per unsafe image).")
+    sub_concepts: dict[str, ConceptSpec] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_simple(cls, v: str) -> str:
+        if "/" in v or v.strip() != v:
+            raise ValueError("must not contain '/' or surrounding spaces")
+        return v
+
+    @model_validator(mode="after")
+    def _has_content(self) -> ConceptSpec:
+        if not self.sub_concepts:
+            if not self.prompts:
+                raise ValueError("needs prompts (or sub_concepts)")
+            if self.judge is None:
+                raise ValueError("needs a judge (use name: none to accept every image)")
+            if self.num_pairs == 0:
+                raise ValueError("prompt counts add up to 0 pairs")
+        return self
+
+    @property
+    def num_pairs(self) -> int:
+        """Total number of pairs the spec asks for."""
+        return sum(p.count for p in self.prompts)
+
+    def leaves(self) -> dict[str, ConceptSpec]:
+        """The trainable concepts: ``{name: spec}`` for itself, or for each sub-concept (``parent/child`` names)."""
+        if not self.sub_concepts:
+            return {self.name: self}
+        out: dict[str, ConceptSpec] = {}
+        for sub in self.sub_concepts.values():
+            for name, spec in sub.leaves().items():
+                out[f"{self.name}/{name}"] = spec
+        return out
+
+    def prompt_plan(self, num_pairs: int | None = None) -> list[PromptPair]:
+        """One prompt pair per pair to make, in order: each prompt ``count`` times, or ``num_pairs`` spread evenly.
+
+        With ``num_pairs`` the prompts are dealt round-robin in proportion to their counts, so a
+        smaller run keeps the spec's mix (the first ``n`` entries of a larger plan are a fair subset).
+        """
+        plan: list[PromptPair] = []
+        remaining = [p.count for p in self.prompts]
+        while any(remaining):
+            for i, p in enumerate(self.prompts):
+                if remaining[i]:
+                    plan.append(p)
+                    remaining[i] -= 1
+        if num_pairs is None:
+            return plan
+        if num_pairs < 1:
+            raise UserError("--num-pairs must be at least 1")
+        return [plan[i % len(plan)] for i in range(num_pairs)]
+
+
+def _merge(parent: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    """Child settings over parent settings, one level deep for the settings blocks."""
+    out = {k: copy.deepcopy(v) for k, v in parent.items() if k not in ("prompts", "sub_concepts", "name", "description")}
+    for key, value in child.items():
+        if key in ("judge", "generation", "sdedit") and isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
+def _resolve_inheritance(raw: dict[str, Any]) -> dict[str, Any]:
+    subs = raw.get("sub_concepts") or {}
+    if not isinstance(subs, dict):
+        raise UserError("sub_concepts must be a mapping of name -> spec")
+    resolved = {}
+    for key, child in subs.items():
+        if not isinstance(child, dict):
+            raise UserError(f"sub-concept {key!r} must be a mapping")
+        merged = _merge(raw, {"name": key, **child})
+        resolved[key] = _resolve_inheritance(merged)
+    return {**raw, "sub_concepts": resolved}
+
+
+def preset_names() -> list[str]:
+    """Names of the concept presets shipped with the package."""
+    root = resources.files("t2i_unlearn.concepts")
+    return sorted(p.name[: -len(".yaml")] for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(x) for x in err["loc"]) or "spec"
+    return f"{where}: {err['msg']}"
+
+
+def parse_concept(raw: Any, source: str) -> ConceptSpec:
+    """Validate a spec already read from YAML; :class:`UserError` naming the first problem if it is invalid."""
+    if not isinstance(raw, dict):
+        raise UserError(f"concept spec {source} must be a YAML mapping")
+    try:
+        return ConceptSpec.model_validate(_resolve_inheritance(raw))
+    except ValidationError as exc:
+        raise UserError(f"concept spec {source} is invalid: {_first_error(exc)}") from exc
+
+
+def load_concept(name_or_path: str | Path) -> ConceptSpec:
+    """A concept spec by preset name (``nudity``), YAML path, or either followed by ``/sub`` (``violence/blood``).
+
+    Returns the validated spec (the sub-concept's when one is named). Raises :class:`UserError` with
+    one line naming the problem for unknown names, unreadable files and invalid specs.
+    """
+    text_name = str(name_or_path)
+    path = Path(text_name).expanduser()
+    sub: str | None = None
+    if not path.exists() and "/" in text_name and not text_name.endswith((".yaml", ".yml")):
+        base, sub = text_name.rsplit("/", 1)
+        path = Path(base).expanduser()
+        text_name = base
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise UserError(f"concept file {path} does not exist")
+        source = str(path)
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise UserError(f"concept file {path} is not readable YAML ({type(exc).__name__})") from exc
+    else:
+        if text_name not in preset_names():
+            raise UserError(f"unknown concept {text_name!r}; presets: {', '.join(preset_names())} (or pass a YAML file)")
+        source = f"preset {text_name}"
+        raw = yaml.safe_load(resources.files("t2i_unlearn.concepts").joinpath(f"{text_name}.yaml").read_text(encoding="utf-8"))
+    spec = parse_concept(raw, source)
+    if sub is None:
+        return spec
+    if sub not in spec.sub_concepts:
+        known = ", ".join(spec.sub_concepts) or "none"
+        raise UserError(f"concept {spec.name} has no sub-concept {sub!r} (sub-concepts: {known})")
+    return spec.sub_concepts[sub]

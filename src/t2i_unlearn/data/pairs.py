@@ -1,0 +1,276 @@
+"""Make DUO pair data: unsafe images by txt2img, safe twins by SDEdit, both filtered by the concept's judge.
+
+For pair ``k`` (its prompts from the concept's plan):
+
+1. draw an unsafe image from the unsafe prompt (seed ``unsafe_seed(seed, k, attempt)``); keep it
+   when the judge flags it, else draw again, at most ``max_attempts`` times;
+2. edit it with the family's img2img pipeline at the spec's strength, with the safe prompt and the
+   unsafe prompt as negative prompt; keep the edit when the judge clears it, else edit again with
+   the next seed, at most ``max_attempts`` times;
+3. write both images and the pair's record atomically, then refresh ``metadata.jsonl``.
+
+Seeds are a function of (seed, pair, attempt), so an interrupted run that starts again skips the
+finished pairs and makes exactly the pairs the uninterrupted run would have made.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from t2i_unlearn.concepts import ConceptSpec, PromptPair
+from t2i_unlearn.data import RECORDS, write_metadata
+from t2i_unlearn.errors import UserError
+from t2i_unlearn.judges import Judge
+
+logger = logging.getLogger(__name__)
+
+
+def unsafe_seed(seed: int, pair: int, attempt: int) -> int:
+    """Seed of unsafe draw ``attempt`` for pair ``pair``."""
+    return (seed * 1_000_003 + pair * 1009 + attempt) % (2**31)
+
+
+def safe_seed(seed: int, pair: int, attempt: int) -> int:
+    """Seed of safe edit ``attempt`` for pair ``pair`` (a stream apart from the unsafe draws)."""
+    return (seed * 1_000_003 + pair * 1009 + attempt + 500) % (2**31)
+
+
+def img2img_pipeline(pipe: Any) -> Any:
+    """The img2img (SDEdit) pipeline sharing ``pipe``'s components (no weights copied)."""
+    from diffusers import AutoPipelineForImage2Image
+
+    try:
+        edit = AutoPipelineForImage2Image.from_pipe(pipe)
+    except (ValueError, KeyError) as exc:
+        raise UserError(f"no img2img pipeline for {type(pipe).__name__}: {str(exc).splitlines()[0]}") from exc
+    edit.set_progress_bar_config(disable=True)
+    return edit
+
+
+def sdedit(
+    edit_pipe: Any, images: np.ndarray, prompts: list[str], negatives: list[str], seeds: list[int], strength: float, steps: int, guidance: float
+) -> np.ndarray:
+    """SDEdit ``uint8 [N, H, W, 3]`` images towards ``prompts``; returns ``uint8 [N, H, W, 3]``."""
+    import torch
+    from PIL import Image
+
+    gens = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds]
+    result = edit_pipe(
+        prompt=prompts,
+        negative_prompt=negatives,
+        image=[Image.fromarray(im) for im in images],
+        strength=strength,
+        num_inference_steps=steps,
+        guidance_scale=guidance,
+        generator=gens,
+        output_type="np",
+    )
+    return (np.clip(result.images, 0, 1) * 255).round().astype(np.uint8)
+
+
+class _PairMaker:
+    """Makes one batch of pairs at a time; holds the pipelines, judge and counters."""
+
+    def __init__(self, pipe: Any, judge: Judge, spec: ConceptSpec, seed: int, out: Path):
+        self.pipe, self.judge, self.spec, self.seed, self.out = pipe, judge, spec, seed, out
+        self.edit_pipe = img2img_pipeline(pipe)
+        self.sampler = type(pipe.scheduler).__name__
+        self.counts = {"unsafe_draws": 0, "unsafe_kept": 0, "safe_draws": 0, "safe_kept": 0, "pairs_failed": 0}
+        # judge "none" filters nothing: every draw is kept, unsafe and safe alike
+        self.filtering = judge.name != "none"
+
+    def _draw_unsafe(self, plan: list[tuple[int, PromptPair]]) -> dict[int, tuple[np.ndarray, int, float, int]]:
+        from t2i_unlearn.models import generate_images
+
+        g = self.spec.generation
+        kept: dict[int, tuple[np.ndarray, int, float, int]] = {}
+        pending = list(plan)
+        for attempt in range(self.spec.max_attempts):
+            if not pending:
+                break
+            seeds = [unsafe_seed(self.seed, k, attempt) for k, _ in pending]
+            images = generate_images(self.pipe, [p.unsafe for _, p in pending], seeds, steps=g.steps, guidance=g.guidance, height=g.height, width=g.width)
+            flagged, scores = self.judge.flags(images)
+            flagged = flagged if self.filtering else np.ones(len(images), dtype=bool)
+            self.counts["unsafe_draws"] += len(pending)
+            still = []
+            for i, (k, p) in enumerate(pending):
+                if flagged[i]:
+                    kept[k] = (images[i], seeds[i], float(scores[i]), attempt + 1)
+                else:
+                    still.append((k, p))
+            pending = still
+        self.counts["unsafe_kept"] += len(kept)
+        return kept
+
+    def _edit_safe(
+        self, plan: list[tuple[int, PromptPair]], unsafe: dict[int, tuple[np.ndarray, int, float, int]]
+    ) -> dict[int, tuple[np.ndarray, int, float, int]]:
+        s = self.spec.sdedit
+        kept: dict[int, tuple[np.ndarray, int, float, int]] = {}
+        pending = [(k, p) for k, p in plan if k in unsafe]
+        for attempt in range(self.spec.max_attempts):
+            if not pending:
+                break
+            seeds = [safe_seed(self.seed, k, attempt) for k, _ in pending]
+            images = sdedit(
+                self.edit_pipe,
+                np.stack([unsafe[k][0] for k, _ in pending]),
+                [p.safe for _, p in pending],
+                [p.negative_prompt for _, p in pending],
+                seeds,
+                strength=s.strength,
+                steps=s.steps,
+                guidance=s.guidance,
+            )
+            flagged, scores = self.judge.flags(images)
+            self.counts["safe_draws"] += len(pending)
+            still = []
+            for i, (k, p) in enumerate(pending):
+                if not flagged[i]:
+                    kept[k] = (images[i], seeds[i], float(scores[i]), attempt + 1)
+                else:
+                    still.append((k, p))
+            pending = still
+        self.counts["safe_kept"] += len(kept)
+        return kept
+
+    def make(self, plan: list[tuple[int, PromptPair]]) -> int:
+        """Make the pairs of ``plan`` (``(pair index, prompts)``), write the accepted ones; returns how many."""
+        from t2i_unlearn.utils.io import atomic_save_image, atomic_write_json
+
+        unsafe = self._draw_unsafe(plan)
+        safe = self._edit_safe(plan, unsafe)
+        made = 0
+        for k, p in plan:
+            if k not in safe:
+                self.counts["pairs_failed"] += 1
+                logger.warning(
+                    "pair %d (%r): no %s image within %d attempts; skipped", k, p.unsafe, "unsafe" if k not in unsafe else "safe", self.spec.max_attempts
+                )
+                continue
+            atomic_save_image(self.out / "unsafe" / f"{k:06d}.png", unsafe[k][0])
+            atomic_save_image(self.out / "safe" / f"{k:06d}.png", safe[k][0])
+            g, s = self.spec.generation, self.spec.sdedit
+            record = {
+                "pair_id": k,
+                "concept": self.spec.name,
+                "unsafe_prompt": p.unsafe,
+                "safe_prompt": p.safe,
+                "negative_prompt": p.negative_prompt,
+                "strength": s.strength,
+                "sampler": self.sampler,
+                "unsafe_seed": unsafe[k][1],
+                "unsafe_steps": g.steps,
+                "unsafe_guidance": g.guidance,
+                "unsafe_judge_score": unsafe[k][2],
+                "unsafe_attempts": unsafe[k][3],
+                "safe_seed": safe[k][1],
+                "safe_steps": s.steps,
+                "safe_guidance": s.guidance,
+                "safe_judge_score": safe[k][2],
+                "safe_attempts": safe[k][3],
+            }
+            # the record is written last: a pair counts as done only once its images are in place
+            atomic_write_json(self.out / RECORDS / f"{k:06d}.json", record)
+            made += 1
+        if made:
+            write_metadata(self.out)
+        return made
+
+
+def _settings(spec: ConceptSpec, model: str, num_pairs: int, seed: int) -> dict[str, Any]:
+    return {"model": model, "concept": spec.model_dump(mode="json"), "num_pairs": num_pairs, "seed": seed}
+
+
+def generate_pairs(
+    model: str,
+    concept: ConceptSpec,
+    out: str | Path,
+    num_pairs: int | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    dtype: Any = None,
+    batch_size: int = 8,
+    progress: bool = False,
+    command: str = "t2i-unlearn data pairs",
+) -> dict[str, Any]:
+    """Make (or finish making) the pair folder ``out`` for one concept; returns the run's statistics.
+
+    ``concept`` must be a leaf spec (no sub-concepts). An existing ``out`` made with other settings
+    is refused (:class:`UserError`); one made with the same settings is resumed. The statistics
+    (also in ``manifest.json``) give pairs made and failed and the judge's acceptance rates.
+    """
+    import torch
+
+    from t2i_unlearn.judges import build_judge
+    from t2i_unlearn.models import load_pipeline, resolve_model
+    from t2i_unlearn.utils.io import atomic_write_json, ensure_writable_dir, make_manifest
+
+    if concept.sub_concepts:
+        raise UserError(f"concept {concept.name} has sub-concepts ({', '.join(concept.sub_concepts)}); make pairs for each one")
+    if batch_size < 1:
+        raise UserError("--batch-size must be at least 1")
+    plan = concept.prompt_plan(num_pairs)
+    out = ensure_writable_dir(out)
+    settings = _settings(concept, model, len(plan), seed)
+    settings_path = out / RECORDS / "settings.json"
+    if settings_path.exists():
+        if json.loads(settings_path.read_text()) != json.loads(json.dumps(settings)):
+            raise UserError(f"{out} holds pairs made with other settings; choose another --out or delete it")
+    elif any(out.iterdir()):
+        raise UserError(f"{out} is not empty and holds no pair data; choose an empty or new --out")
+    else:
+        atomic_write_json(settings_path, settings)
+
+    done = {int(p.stem) for p in (out / RECORDS).glob("[0-9]*.json")}
+    todo = [(k, p) for k, p in enumerate(plan) if k not in done]
+    judge = build_judge(concept.judge, model)  # type: ignore[arg-type]
+    stats: dict[str, Any] = {"requested": len(plan), "already_done": len(done)}
+    if todo:
+        logger.info("%d of %d pairs to make (%d already done)", len(todo), len(plan), len(done))
+        pipe = load_pipeline(model, device=device, dtype=dtype or torch.float32)
+        maker = _PairMaker(pipe, judge, concept, seed, out)
+        bar = tqdm(total=len(plan), initial=len(done), desc=f"pairs {concept.name}", disable=not progress, dynamic_ncols=True)
+        for i in range(0, len(todo), batch_size):
+            chunk = todo[i : i + batch_size]
+            maker.make(chunk)
+            bar.update(len(chunk))
+            c = maker.counts
+            bar.set_postfix(unsafe_acc=f"{c['unsafe_kept'] / max(c['unsafe_draws'], 1):.2f}", safe_acc=f"{c['safe_kept'] / max(c['safe_draws'], 1):.2f}")
+        bar.close()
+        stats.update(maker.counts)
+        stats["unsafe_acceptance"] = maker.counts["unsafe_kept"] / max(maker.counts["unsafe_draws"], 1)
+        stats["safe_acceptance"] = maker.counts["safe_kept"] / max(maker.counts["safe_draws"], 1)
+    stats["pairs"] = len(list((out / RECORDS).glob("[0-9]*.json")))
+    if stats["pairs"] == 0:
+        raise UserError(f"no pair passed the judge within {concept.max_attempts} attempts; check the concept's prompts and judge")
+    write_metadata(out)
+    previous = json.loads((out / "manifest.json").read_text()).get("runs", []) if (out / "manifest.json").exists() else []
+    manifest = make_manifest(
+        command,
+        settings,
+        inputs={"model": resolve_model(model)},
+        judge=judge.info(),
+        sampler=_sampler_name(model) if not todo else maker.sampler,
+        runs=[*previous, stats],
+        pairs=stats["pairs"],
+    )
+    atomic_write_json(out / "manifest.json", manifest)
+    return stats
+
+
+def _sampler_name(model: str) -> str:
+    from t2i_unlearn.models import resolve_model
+
+    path = Path(resolve_model(model)) / "scheduler" / "scheduler_config.json"
+    try:
+        return json.loads(path.read_text())["_class_name"]
+    except (OSError, ValueError, KeyError):
+        return "unknown"

@@ -1,0 +1,772 @@
+"""DUO: Direct Unlearning Optimization (Park et al., NeurIPS 2024).
+
+DUO removes a visual concept by preference optimisation on image pairs (x+ safe, x- unsafe), where
+x+ is an SDEdit of x- so that the pair differs only in the concept. The policy is the model with a
+LoRA adapter; the reference is the same model with the adapter disabled. The objective, for one
+noise e per pair and independent timesteps t+, t-:
+
+    err(z, t)  = mean_{C,H,W} (e - eps(z_t, t, c))^2                         (per sample)
+    Delta      = [err_pol(z+) - err_ref(z+)] - [err_pol(z-) - err_ref(z-)]
+    L_DPO      = mean_b  -log sigmoid(-beta * Delta_b)
+    L_prior    = mean (eps_pol(e', T, "") - eps_ref(e', T, ""))^2              (pure noise e', last timestep T)
+    L          = L_DPO + lambda * L_prior,   lr = base_lr * 100 / beta,  lambda = base_lambda * beta / 100
+
+The two loss terms are the pure functions below; the rest of the file is the trainer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from t2i_unlearn.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------------------------
+# The objective
+# ---------------------------------------------------------------------------------------------
+
+
+def dpo_unlearning_loss(
+    err_safe: torch.Tensor, err_unsafe: torch.Tensor, ref_err_safe: torch.Tensor, ref_err_unsafe: torch.Tensor, beta: float
+) -> torch.Tensor:
+    """DUO's preference term: the batch mean of ``-log sigmoid(-beta * Delta)``.
+
+    ``Delta_b = (err_safe_b - ref_err_safe_b) - (err_unsafe_b - ref_err_unsafe_b)``, where each
+    argument is a ``[B]`` tensor of per-sample mean squared denoising errors (policy and reference,
+    on the safe image x+ and the unsafe image x-). The loss falls as the policy denoises x+ better,
+    and x- worse, than the reference does. Returns a scalar.
+    """
+    delta = (err_safe - ref_err_safe) - (err_unsafe - ref_err_unsafe)
+    return -F.logsigmoid(-beta * delta).mean()
+
+
+def output_preserving_loss(pred: torch.Tensor, ref_pred: torch.Tensor) -> torch.Tensor:
+    """DUO's output-preserving term: ``mean((pred - ref_pred)^2)`` over every element.
+
+    ``pred`` / ``ref_pred`` are the policy's and the reference's predictions for the same input
+    (pure noise at the last timestep with the empty prompt). Returns a scalar.
+    """
+    return (pred.float() - ref_pred.float()).pow(2).mean()
+
+
+def implicit_accuracy(err_safe: torch.Tensor, err_unsafe: torch.Tensor, ref_err_safe: torch.Tensor, ref_err_unsafe: torch.Tensor) -> torch.Tensor:
+    """Share of pairs whose ``Delta < 0`` (the policy prefers x+ over x- more than the reference does)."""
+    delta = (err_safe - ref_err_safe) - (err_unsafe - ref_err_unsafe)
+    return (delta < 0).float().mean()
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DUOConfig:
+    """Every DUO training setting, defaulted to the authors' SD 1.4 nudity run.
+
+    Effective values: ``lr = base_lr * 100 / beta`` and ``prior_weight = base_lambda * beta / 100``
+    (the authors' parameterisation), unless ``lr`` / ``prior_weight`` are set directly.
+    """
+
+    # objective
+    beta: float = 500.0
+    """Preference strength beta of -log sigmoid(-beta * Delta). Authors: 500 (nudity), 1000 (violence)."""
+    base_lr: float = 3e-4
+    """Learning rate before the beta parameterisation; effective lr = base_lr * 100 / beta (6e-5 at beta 500)."""
+    base_lambda: float = 1e6
+    """Prior weight before the parameterisation; effective lambda = base_lambda * beta / 100 (5e6 at beta 500)."""
+    lr: float | None = None
+    """Effective learning rate; overrides base_lr when set."""
+    prior_weight: float | None = None
+    """Effective lambda; overrides base_lambda when set."""
+    t_max: int = 750
+    """Timesteps are drawn uniformly from [0, t_max) (SD 1.x/2.x, SDXL)."""
+    independent_timesteps: bool = True
+    """Draw t+ and t- independently (authors); False shares one timestep per pair (Diffusion-DPO)."""
+    prior_timestep: int | None = None
+    """Timestep of the output-preserving input; None = the last one (999 for 1000-step schedules)."""
+    conditioning: str = "empty"
+    """``empty``: every image is conditioned on "" (authors); ``prompt``: on its pair's unsafe prompt."""
+    flow_u_min: float = 0.001
+    """SD3 (rectified flow): noise levels u ~ U[flow_u_min, flow_u_max] per image; the prior term uses u = 1."""
+    flow_u_max: float = 0.75
+    """See flow_u_min."""
+    sample_latents: bool = True
+    """Draw z from the VAE's latent distribution at every step (authors: a fresh VAE sample); False uses its mean."""
+
+    # adapter
+    rank: int = 32
+    """LoRA rank."""
+    alpha: float = 32.0
+    """LoRA alpha (scale alpha / rank = 1)."""
+    init_lora_weights: str = "gaussian"
+    """peft init of the LoRA: A ~ N(0, 1/rank), B = 0."""
+    target_modules: list[str] | None = None
+    """Module names to adapt; None = the family's default (UNet self-attention q/k/v/out; every SD3 attention projection)."""
+
+    # optimisation
+    max_steps: int = 1000
+    """Optimiser steps. Authors: 1000 (nudity), 500 (violence)."""
+    batch_size: int = 4
+    """Global batch in pairs per step, split over processes. Authors: 4 (1 per GPU x 4 GPUs)."""
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    weight_decay: float = 1e-2
+    adam_epsilon: float = 1e-8
+    max_grad_norm: float = 1.0
+    """Gradient-norm clip."""
+    lr_scheduler: str = "constant"
+    """Only ``constant`` (the authors' choice)."""
+    seed: int = 42
+    """Seed of the LoRA init, the pair order and every noise/timestep draw."""
+
+    # speed and bookkeeping
+    mixed_precision: str = "fp16"
+    """``fp16`` (authors), ``bf16`` or ``no``; applies on GPU only (CPU always trains in fp32)."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass (less memory, ~30% slower)."""
+    checkpoint_every: int = 100
+    """Write a resumable checkpoint every this many steps (and at the end)."""
+    keep_checkpoints: int = 2
+    """How many of the latest checkpoints to keep."""
+    log_every: int = 1
+    """Write a log line every this many steps."""
+    report_to: list[str] = field(default_factory=lambda: ["jsonl", "tensorboard"])
+    """Where logs go: ``jsonl`` (always written), ``tensorboard`` (if installed), ``wandb`` (if installed; never required)."""
+
+    @property
+    def effective_lr(self) -> float:
+        """The learning rate the optimiser uses."""
+        return self.lr if self.lr is not None else self.base_lr * 100.0 / self.beta
+
+    @property
+    def effective_lambda(self) -> float:
+        """The weight of the output-preserving term."""
+        return self.prior_weight if self.prior_weight is not None else self.base_lambda * self.beta / 100.0
+
+    def validate(self) -> None:
+        """Raise :class:`UserError` for settings that cannot work."""
+        if not self.beta > 0:
+            raise UserError("DUO config: beta must be positive")
+        checks = [
+            (self.max_steps >= 1, "max_steps must be at least 1"),
+            (self.batch_size >= 1, "batch_size must be at least 1"),
+            (self.rank >= 1, "rank must be at least 1"),
+            (self.t_max >= 1, "t_max must be at least 1"),
+            (0 < self.flow_u_min < self.flow_u_max <= 1, "need 0 < flow_u_min < flow_u_max <= 1"),
+            (self.conditioning in ("empty", "prompt"), "conditioning must be empty or prompt"),
+            (self.lr_scheduler == "constant", "only the constant lr_scheduler is implemented"),
+            (self.mixed_precision in ("no", "fp16", "bf16"), "mixed_precision must be no, fp16 or bf16"),
+            (self.checkpoint_every >= 1 and self.log_every >= 1, "checkpoint_every and log_every must be at least 1"),
+            (self.keep_checkpoints >= 1, "keep_checkpoints must be at least 1"),
+            (self.effective_lr > 0, "the learning rate must be positive"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UserError(f"DUO config: {message}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of the fields (YAML/JSON-serialisable)."""
+        return dataclasses.asdict(self)
+
+
+# Fields that may change between a run and its resumption without changing the result.
+_RESUMABLE_CHANGES = {"max_steps", "checkpoint_every", "keep_checkpoints", "log_every", "report_to"}
+
+
+def config_from_dict(values: dict[str, Any], source: str = "config") -> DUOConfig:
+    """A :class:`DUOConfig` from a mapping; unknown keys or bad types give :class:`UserError`."""
+    known = {f.name for f in dataclasses.fields(DUOConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise UserError(f"{source}: unknown DUO setting {unknown[0]!r}")
+    try:
+        config = DUOConfig(**values)
+    except TypeError as exc:
+        raise UserError(f"{source}: {exc}") from exc
+    for f in dataclasses.fields(DUOConfig):
+        value = getattr(config, f.name)
+        kind = str(f.type)
+        if kind.startswith(("float", "int")) and not (value is None and kind.endswith("None")):
+            # YAML reads 1e-3 (no dot) as a string: accept numbers written either way
+            try:
+                if isinstance(value, bool) or not isinstance(value, int | float | str):
+                    raise ValueError
+                number = float(value)
+                if kind.startswith("int"):
+                    if number != int(number):
+                        raise ValueError
+                    number = int(number)
+            except ValueError:
+                raise UserError(f"{source}: {f.name} must be a number, got {value!r}") from None
+            setattr(config, f.name, number)
+    config.validate()
+    return config
+
+
+def load_config(path_or_preset: str | Path | None, overrides: dict[str, Any] | None = None) -> DUOConfig:
+    """Defaults, then a preset name (``nudity``, ``violence``, ``toy``) or YAML file, then ``overrides`` (None values ignored)."""
+    import yaml
+
+    values: dict[str, Any] = {}
+    if path_or_preset is not None:
+        path = Path(str(path_or_preset)).expanduser()
+        if not path.exists():
+            preset = Path(__file__).parent / "presets" / f"duo_{path_or_preset}.yaml"
+            if not preset.exists():
+                names = sorted(p.stem[4:] for p in (Path(__file__).parent / "presets").glob("duo_*.yaml"))
+                raise UserError(f"no DUO config file or preset {path_or_preset!r}; presets: {', '.join(names)}")
+            path = preset
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise UserError(f"DUO config {path} is not readable YAML ({type(exc).__name__})") from exc
+        if not isinstance(loaded, dict):
+            raise UserError(f"DUO config {path} must be a mapping")
+        values = {k: v for k, v in loaded.items() if k not in ("concept", "notes")}
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return config_from_dict(values, str(path_or_preset or "settings"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Model families: how to condition, noise, and read the prediction target
+# ---------------------------------------------------------------------------------------------
+
+
+class _Family:
+    """What the trainer needs from a model family. ``cond`` is a dict of batch-first tensors."""
+
+    def __init__(self, pipe: Any, config: DUOConfig):
+        self.pipe, self.config = pipe, config
+
+    def encode_prompts(self, prompts: list[str], device: torch.device) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def sample_t(self, gen: torch.Generator, n: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def prior_t(self, n: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def noisy(self, z: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def target(self, z: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, net: Any, x: torch.Tensor, t: torch.Tensor, cond: dict[str, Any]) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class _DDPMFamily(_Family):
+    """SD 1.x/2.x and SDXL: discrete DDPM timesteps, epsilon or v-prediction."""
+
+    def __init__(self, pipe: Any, config: DUOConfig):
+        from diffusers import DDPMScheduler
+
+        super().__init__(pipe, config)
+        self.scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+        self.num_timesteps = int(self.scheduler.config.num_train_timesteps)
+        self.prediction_type = self.scheduler.config.prediction_type
+        if self.prediction_type not in ("epsilon", "v_prediction"):
+            raise UserError(f"unsupported prediction type {self.prediction_type!r} (epsilon or v_prediction)")
+        if config.t_max > self.num_timesteps:
+            raise UserError(f"t_max {config.t_max} exceeds the scheduler's {self.num_timesteps} timesteps")
+        self.is_xl = "XL" in type(pipe).__name__
+
+    def encode_prompts(self, prompts: list[str], device: torch.device) -> dict[str, Any]:
+        with torch.no_grad():
+            if self.is_xl:
+                emb, _, pooled, _ = self.pipe.encode_prompt(prompt=prompts, device=device, num_images_per_prompt=1, do_classifier_free_guidance=False)
+                return {"encoder_hidden_states": emb.float(), "text_embeds": pooled.float()}
+            emb, _ = self.pipe.encode_prompt(prompts, device, 1, False)
+            return {"encoder_hidden_states": emb.float()}
+
+    def sample_t(self, gen: torch.Generator, n: int) -> torch.Tensor:
+        return torch.randint(0, self.config.t_max, (n,), generator=gen)
+
+    def prior_t(self, n: int) -> torch.Tensor:
+        t = self.config.prior_timestep if self.config.prior_timestep is not None else self.num_timesteps - 1
+        return torch.full((n,), int(t), dtype=torch.long)
+
+    def noisy(self, z: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.scheduler.add_noise(z, noise, t)
+
+    def target(self, z: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return noise if self.prediction_type == "epsilon" else self.scheduler.get_velocity(z, noise, t)
+
+    def forward(self, net: Any, x: torch.Tensor, t: torch.Tensor, cond: dict[str, Any]) -> torch.Tensor:
+        kwargs: dict[str, Any] = {}
+        if self.is_xl:
+            h, w = x.shape[-2] * self.pipe.vae_scale_factor, x.shape[-1] * self.pipe.vae_scale_factor
+            # SDXL micro-conditioning: original size = target size = the training resolution, no crop
+            time_ids = torch.tensor([[h, w, 0, 0, h, w]], dtype=x.dtype, device=x.device).expand(x.shape[0], 6)
+            kwargs["added_cond_kwargs"] = {"text_embeds": cond["text_embeds"], "time_ids": time_ids}
+        return net(x, t, encoder_hidden_states=cond["encoder_hidden_states"], return_dict=False, **kwargs)[0]
+
+
+class _FlowFamily(_Family):
+    """SD3: rectified flow, x_u = (1 - u) z + u e, the network predicts the velocity e - z at timestep 1000 u."""
+
+    def __init__(self, pipe: Any, config: DUOConfig):
+        super().__init__(pipe, config)
+        self.num_timesteps = int(pipe.scheduler.config.num_train_timesteps)
+
+    def encode_prompts(self, prompts: list[str], device: torch.device) -> dict[str, Any]:
+        with torch.no_grad():
+            emb, _, pooled, _ = self.pipe.encode_prompt(
+                prompt=prompts, prompt_2=None, prompt_3=None, device=device, num_images_per_prompt=1, do_classifier_free_guidance=False
+            )
+        return {"encoder_hidden_states": emb.float(), "pooled_projections": pooled.float()}
+
+    def sample_t(self, gen: torch.Generator, n: int) -> torch.Tensor:
+        return self.config.flow_u_min + (self.config.flow_u_max - self.config.flow_u_min) * torch.rand((n,), generator=gen)
+
+    def prior_t(self, n: int) -> torch.Tensor:
+        return torch.ones(n)
+
+    def _u(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return t.to(like.dtype).view(-1, *([1] * (like.ndim - 1)))
+
+    def noisy(self, z: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        u = self._u(t, z)
+        return (1.0 - u) * z + u * noise
+
+    def target(self, z: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return noise - z
+
+    def forward(self, net: Any, x: torch.Tensor, t: torch.Tensor, cond: dict[str, Any]) -> torch.Tensor:
+        return net(
+            hidden_states=x,
+            timestep=t.to(x.dtype) * self.num_timesteps,
+            encoder_hidden_states=cond["encoder_hidden_states"],
+            pooled_projections=cond["pooled_projections"],
+            return_dict=False,
+        )[0]
+
+
+def _family_ops(pipe: Any, config: DUOConfig) -> _Family:
+    from t2i_unlearn.models import pipeline_family
+
+    return _FlowFamily(pipe, config) if pipeline_family(pipe) == "sd3" else _DDPMFamily(pipe, config)
+
+
+def _index_cond(cond: dict[str, Any], index: torch.Tensor) -> dict[str, Any]:
+    return {k: v.index_select(0, index) for k, v in cond.items()}
+
+
+def _cat_cond(*conds: dict[str, Any]) -> dict[str, Any]:
+    return {k: torch.cat([c[k] for c in conds]) for k in conds[0]}
+
+
+# ---------------------------------------------------------------------------------------------
+# Data: encode the pairs once
+# ---------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def encode_latents(vae: Any, images: Any, device: torch.device, batch_size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """VAE latent distribution of ``uint8 [N, H, W, 3]`` images: ``(mean, std)``, already shifted and scaled.
+
+    A latent sample is ``mean + std * n`` with ``n ~ N(0, 1)``; the VAE's ``scaling_factor`` (and
+    ``shift_factor``, SD3) is applied to both. The trainer keeps the VAE in float32 (the SDXL VAE overflows in fp16).
+    """
+    scale = float(vae.config.scaling_factor)
+    shift = float(getattr(vae.config, "shift_factor", None) or 0.0)
+    means, stds = [], []
+    for i in range(0, len(images), batch_size):
+        x = (torch.as_tensor(images[i : i + batch_size]).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1.0).to(vae.dtype)
+        dist = vae.encode(x).latent_dist
+        means.append(((dist.mean.float() - shift) * scale).cpu())
+        stds.append((dist.std * scale).float().cpu())
+    return torch.cat(means), torch.cat(stds)
+
+
+# ---------------------------------------------------------------------------------------------
+# The trainer
+# ---------------------------------------------------------------------------------------------
+
+
+def _step_generator(seed: int, step: int) -> torch.Generator:
+    # One generator per step: a resumed run draws exactly what the uninterrupted one drew.
+    return torch.Generator().manual_seed(seed * 1_000_003 + 7919 * step + 17)
+
+
+def batch_indices(num_pairs: int, batch_size: int, seed: int, step: int) -> torch.Tensor:
+    """Pair indices of global batch ``step``: epochs of seeded permutations, read in order."""
+    start = step * batch_size
+    out = []
+    for pos in range(start, start + batch_size):
+        epoch, offset = divmod(pos, num_pairs)
+        perm = torch.randperm(num_pairs, generator=torch.Generator().manual_seed(seed * 7_777 + epoch))
+        out.append(int(perm[offset]))
+    return torch.tensor(out, dtype=torch.long)
+
+
+def _log_step(line: str) -> float:
+    """The step of a log line; infinity for a blank or half-written line (a killed run's last)."""
+    try:
+        return float(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return float("inf")
+
+
+class _Logger:
+    """JSONL log (main process), plus TensorBoard / wandb when asked for and installed."""
+
+    def __init__(self, out: Path, config: DUOConfig, enabled: bool, resume_step: int):
+        self.enabled = enabled
+        self.path = out / "logs.jsonl"
+        self.tb = None
+        self.wandb = None
+        if not enabled:
+            return
+        if self.path.exists():
+            # drop lines past the checkpoint we resume from: they will be written again
+            keep = [ln for ln in self.path.read_text().splitlines() if _log_step(ln) <= resume_step]
+            from t2i_unlearn.utils.io import atomic_write_text
+
+            atomic_write_text(self.path, "".join(ln + "\n" for ln in keep))
+        if "tensorboard" in config.report_to:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(out / "tensorboard"))
+            except ImportError:
+                logger.info("tensorboard is not installed; logging to logs.jsonl only")
+        if "wandb" in config.report_to:
+            try:
+                import wandb
+
+                self.wandb = wandb.init(project="t2i-unlearn", config=config.to_dict(), dir=str(out))
+            except ImportError:
+                logger.warning("wandb is not installed; logging to logs.jsonl only")
+
+    def log(self, row: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+        for key, value in row.items():
+            if key != "step" and isinstance(value, int | float):
+                if self.tb is not None:
+                    self.tb.add_scalar(key, value, row["step"])
+        if self.wandb is not None:
+            self.wandb.log(row, step=row["step"])
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+        if self.wandb is not None:
+            self.wandb.finish()
+
+
+def _checkpoints(out: Path) -> list[Path]:
+    return sorted((out / "checkpoints").glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
+
+
+def _save_checkpoint(out: Path, step: int, network: torch.nn.Module, optimizer: Any, scaler: Any, config: DUOConfig) -> Path:
+    from safetensors.torch import save_file
+
+    from t2i_unlearn.adapters import lora_state
+    from t2i_unlearn.utils.io import atomic_directory, atomic_write_json
+
+    final = out / "checkpoints" / f"step-{step:06d}"
+    with atomic_directory(final) as tmp:
+        save_file(lora_state(network), str(tmp / "lora.safetensors"))
+        state = {"optimizer": optimizer.state_dict()}
+        if scaler is not None:
+            state["scaler"] = scaler.state_dict()
+        torch.save(state, tmp / "optimizer.pt")
+        atomic_write_json(tmp / "state.json", {"step": step, "config": config.to_dict()})
+    for old in _checkpoints(out)[: -config.keep_checkpoints]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _same_run(saved: dict[str, Any], config: DUOConfig) -> str | None:
+    now = config.to_dict()
+    for key, value in saved.items():
+        if key not in _RESUMABLE_CHANGES and now.get(key) != value:
+            return f"{key} was {value!r}, now {now.get(key)!r}"
+    return None
+
+
+def train_duo(
+    model: str,
+    data: str | Path,
+    out: str | Path,
+    config: DUOConfig | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    device: str | None = None,
+    progress: bool = False,
+    command: str = "t2i-unlearn train duo",
+) -> Path:
+    """Train one DUO LoRA on the pair folder ``data``; write it to ``out``; return ``out``.
+
+    ``out`` receives ``pytorch_lora_weights.safetensors`` (diffusers format), ``README.md`` (model
+    card), ``manifest.json``, ``duo_config.json``, ``logs.jsonl`` and ``checkpoints/``. With
+    ``resume`` the latest checkpoint in ``out`` is continued (same settings required, except
+    ``max_steps`` and the bookkeeping fields). Under ``accelerate launch`` the global batch is split
+    over the processes. A non-finite loss stops training with :class:`UserError`, keeping the last
+    good checkpoint.
+    """
+    from accelerate import Accelerator
+    from safetensors.torch import load_file
+    from tqdm.auto import tqdm
+
+    from t2i_unlearn import adapters
+    from t2i_unlearn.data import load_pairs
+    from t2i_unlearn.models import load_pipeline, pipeline_family, resolve_model
+    from t2i_unlearn.utils.io import atomic_write_json, ensure_writable_dir, make_manifest, safe_torch_load
+
+    config = config or DUOConfig()
+    config.validate()
+    out = Path(out)
+    pairs = load_pairs(data)
+
+    on_gpu = torch.cuda.is_available() and device != "cpu"
+    mixed = config.mixed_precision if on_gpu else "no"
+    accelerator = Accelerator(mixed_precision=mixed, cpu=not on_gpu)
+    world, rank = accelerator.num_processes, accelerator.process_index
+    if config.batch_size % world:
+        raise UserError(f"batch_size {config.batch_size} is not divisible by the {world} processes")
+    local = config.batch_size // world
+    main = accelerator.is_main_process
+
+    # ---- output folder and resumption ----
+    start_step = 0
+    checkpoint: Path | None = None
+    if main:
+        ensure_writable_dir(out)
+    accelerator.wait_for_everyone()
+    existing = _checkpoints(out) if out.exists() else []
+    if resume:
+        if not existing:
+            raise UserError(f"--resume: no checkpoint in {out / 'checkpoints'}")
+        checkpoint = existing[-1]
+        saved = json.loads((checkpoint / "state.json").read_text())
+        why = _same_run(saved["config"], config)
+        if why:
+            raise UserError(f"--resume: settings differ from the checkpoint's ({why})")
+        start_step = int(saved["step"])
+        if start_step > config.max_steps:
+            raise UserError(f"--resume: the latest checkpoint is at step {start_step}, past --max-steps {config.max_steps}")
+        if start_step >= config.max_steps and (out / adapters.LORA_FILE).exists():
+            logger.info("already trained to step %d", start_step)
+            return out
+    elif (existing or (out / adapters.LORA_FILE).exists()) and not overwrite:
+        raise UserError(f"{out} already holds a DUO run; pass --resume to continue it or --overwrite to start over")
+    elif overwrite and main:
+        for name in ("checkpoints", "logs.jsonl", "tensorboard", adapters.LORA_FILE):
+            p = out / name
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    accelerator.wait_for_everyone()
+
+    # ---- model ----
+    dev = accelerator.device
+    weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(mixed, torch.float32)
+    pipe = load_pipeline(model, device="cpu", dtype=torch.float32)
+    family = pipeline_family(pipe)
+    ops = _family_ops(pipe, config)
+    net = adapters.denoiser(pipe)
+    for name in ("text_encoder", "text_encoder_2", "text_encoder_3", "vae"):
+        part = getattr(pipe, name, None)
+        if part is not None:
+            part.requires_grad_(False).to(dev)
+    targets = config.target_modules or adapters.default_targets(family)
+    adapters.add_lora(net, config.rank, config.alpha, targets, init=config.init_lora_weights, seed=config.seed)
+    if checkpoint is not None:
+        adapters.load_lora_state(net, load_file(str(checkpoint / "lora.safetensors")))
+    net.to(dev)
+    if weight_dtype != torch.float32:
+        # frozen weights in half precision, trainable LoRA weights in float32 (autocast does the rest)
+        for p in net.parameters():
+            p.data = p.data.to(torch.float32 if p.requires_grad else weight_dtype)
+    if config.gradient_checkpointing:
+        net.enable_gradient_checkpointing()
+    net.train()
+
+    # ---- data, encoded once ----
+    latent_mean, latent_std = encode_latents(pipe.vae, pairs.unsafe, dev)
+    safe_mean, safe_std = encode_latents(pipe.vae, pairs.safe, dev)
+    empty = ops.encode_prompts([""], dev)
+    if config.conditioning == "prompt":
+        prompt_cond = ops.encode_prompts(pairs.unsafe_prompts, dev)
+    for name in ("text_encoder", "text_encoder_2", "text_encoder_3", "vae"):
+        part = getattr(pipe, name, None)
+        if part is not None:
+            part.to("cpu")  # not needed any more: free accelerator memory
+
+    params = [p for p in net.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        params, lr=config.effective_lr, betas=(config.adam_beta1, config.adam_beta2), weight_decay=config.weight_decay, eps=config.adam_epsilon
+    )
+    opt_state = safe_torch_load(checkpoint / "optimizer.pt") if checkpoint is not None else None
+    if opt_state is not None:
+        optimizer.load_state_dict(opt_state["optimizer"])
+    net_p, optimizer = accelerator.prepare(net, optimizer)
+    if opt_state is not None and "scaler" in opt_state and accelerator.scaler is not None:
+        accelerator.scaler.load_state_dict(opt_state["scaler"])
+    unwrapped = accelerator.unwrap_model(net_p)
+
+    # ---- bookkeeping ----
+    lam = config.effective_lambda
+    settings = {
+        **config.to_dict(),
+        "effective_lr": config.effective_lr,
+        "effective_lambda": lam,
+        "family": family,
+        "processes": world,
+        "mixed_precision_used": mixed,
+    }
+    if main:
+        atomic_write_json(out / "duo_config.json", settings)
+    log = _Logger(out, config, main, start_step)
+    if main and start_step == 0:
+        log.log({"step": 0, "base_lr": config.base_lr, "lr": config.effective_lr, "base_lambda": config.base_lambda, "lambda": lam, "beta": config.beta})
+    logger.info(
+        "DUO on %s (%s): %d pairs, %d steps, batch %d over %d processes, lr %.3g, lambda %.3g",
+        model,
+        family,
+        len(pairs),
+        config.max_steps,
+        config.batch_size,
+        world,
+        config.effective_lr,
+        lam,
+    )
+
+    bar = tqdm(total=config.max_steps, initial=start_step, desc="DUO", disable=not (progress and main), dynamic_ncols=True)
+    t0 = time.perf_counter()
+    last_good = checkpoint
+    lo, hi = rank * local, (rank + 1) * local
+    for step in range(start_step, config.max_steps):
+        # Draw the whole global batch on every process, then keep this process's slice: the same
+        # numbers are used whatever the number of processes.
+        gen = _step_generator(config.seed, step)
+        idx = batch_indices(len(pairs), config.batch_size, config.seed, step)
+        shape = (config.batch_size, *latent_mean.shape[1:])
+        noise = torch.randn(shape, generator=gen)
+        n_safe, n_unsafe = torch.randn(shape, generator=gen), torch.randn(shape, generator=gen)
+        t_safe = ops.sample_t(gen, config.batch_size)
+        t_unsafe = ops.sample_t(gen, config.batch_size) if config.independent_timesteps else t_safe.clone()
+        prior_noise = torch.randn(shape, generator=gen)
+        idx, noise, n_safe, n_unsafe, t_safe, t_unsafe, prior_noise = (v[lo:hi] for v in (idx, noise, n_safe, n_unsafe, t_safe, t_unsafe, prior_noise))
+
+        scale = 1.0 if config.sample_latents else 0.0
+        z_safe = (safe_mean[idx] + scale * safe_std[idx] * n_safe).to(dev)
+        z_unsafe = (latent_mean[idx] + scale * latent_std[idx] * n_unsafe).to(dev)
+        noise, prior_noise, t_safe, t_unsafe = noise.to(dev), prior_noise.to(dev), t_safe.to(dev), t_unsafe.to(dev)
+        t_prior = ops.prior_t(local).to(dev)
+
+        x = torch.cat([ops.noisy(z_safe, noise, t_safe), ops.noisy(z_unsafe, noise, t_unsafe), prior_noise])
+        t = torch.cat([t_safe, t_unsafe, t_prior])
+        pair_cond = (
+            _index_cond(prompt_cond, idx.to(dev)) if config.conditioning == "prompt" else _index_cond(empty, torch.zeros(local, dtype=torch.long, device=dev))
+        )
+        cond = _cat_cond(pair_cond, pair_cond, _index_cond(empty, torch.zeros(local, dtype=torch.long, device=dev)))
+        cond = {k: v.to(weight_dtype) for k, v in cond.items()}
+        x_in = x.to(weight_dtype)
+        target = torch.cat([ops.target(z_safe, noise, t_safe), ops.target(z_unsafe, noise, t_unsafe)]).float()
+
+        # reference: the same network with its adapter off, one batched call without gradients
+        with torch.no_grad(), accelerator.autocast():
+            unwrapped.disable_adapters()
+            ref = ops.forward(net_p, x_in, t, cond).float()
+            unwrapped.enable_adapters()
+        # policy: pair + prior inputs in one batched call
+        with accelerator.autocast():
+            pred = ops.forward(net_p, x_in, t, cond).float()
+
+        dims = tuple(range(1, pred.ndim))
+        err = (pred[: 2 * local] - target).pow(2).mean(dim=dims)
+        ref_err = (ref[: 2 * local] - target).pow(2).mean(dim=dims)
+        dpo = dpo_unlearning_loss(err[:local], err[local:], ref_err[:local], ref_err[local:], config.beta)
+        prior = output_preserving_loss(pred[2 * local :], ref[2 * local :])
+        loss = dpo + lam * prior
+        acc = implicit_accuracy(err[:local], err[local:], ref_err[:local], ref_err[local:])
+
+        parts = accelerator.reduce(torch.stack([loss.detach(), dpo.detach(), prior.detach(), acc]).float(), reduction="mean")
+        if not torch.isfinite(parts).all():
+            bar.close()
+            log.close()
+            where = f"; last good checkpoint: {last_good}" if last_good is not None else "; no checkpoint was written yet"
+            raise UserError(f"loss became {parts[0].item()} at step {step + 1}: stopped{where} (lower --lr or --beta)")
+
+        accelerator.backward(loss)
+        grad_norm = accelerator.clip_grad_norm_(params, config.max_grad_norm) if accelerator.sync_gradients else None
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+        done = step + 1
+        bar.update(1)
+        if main and (done % config.log_every == 0 or done == config.max_steps):
+            row = {
+                "step": done,
+                "loss": parts[0].item(),
+                "dpo": parts[1].item(),
+                "prior": parts[2].item(),
+                "implicit_acc": parts[3].item(),
+                "lr": config.effective_lr,
+            }
+            if grad_norm is not None:
+                row["grad_norm"] = float(grad_norm)
+            row["elapsed_s"] = time.perf_counter() - t0
+            row["pairs_per_s"] = (done - start_step) * config.batch_size / max(row["elapsed_s"], 1e-9)
+            log.log(row)
+            bar.set_postfix(loss=f"{row['loss']:.4g}", acc=f"{row['implicit_acc']:.2f}")
+        if done % config.checkpoint_every == 0 or done == config.max_steps:
+            if main:
+                last_good = _save_checkpoint(
+                    out, done, unwrapped, optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer, accelerator.scaler, config
+                )
+            accelerator.wait_for_everyone()
+    bar.close()
+    log.close()
+
+    if main:
+        adapters.save_lora(out, unwrapped, family)
+        data_info = {"path": str(pairs.root), "pairs": len(pairs), "sha256": pairs.data_hash}
+        adapters.write_model_card(out, f"DUO LoRA: {out.name}", resolve_model(model), family, settings, data_info)
+        manifest = make_manifest(command, settings, inputs={"model": resolve_model(model), "data": pairs.data_hash}, data=data_info, steps=config.max_steps)
+        atomic_write_json(out / "manifest.json", manifest)
+    accelerator.wait_for_everyone()
+    return out
+
+
+def train_duo_concept(model: str, data: str | Path, out: str | Path, config: DUOConfig | None = None, **kwargs: Any) -> list[Path]:
+    """Train one LoRA per sub-concept when ``data`` holds one pair folder per sub-concept (``data/<sub>/metadata.jsonl``),
+    else one LoRA. Returns the LoRA directories (``out/<sub>`` for sub-concepts)."""
+    from t2i_unlearn.data import METADATA
+
+    data = Path(data)
+    subs = sorted(p.parent for p in data.glob(f"*/{METADATA}")) if not (data / METADATA).exists() else []
+    if not subs:
+        return [train_duo(model, data, out, config, **kwargs)]
+    return [train_duo(model, sub, Path(out) / sub.name, dataclasses.replace(config or DUOConfig()), **kwargs) for sub in subs]
+
+
+__all__ = [
+    "DUOConfig",
+    "config_from_dict",
+    "dpo_unlearning_loss",
+    "implicit_accuracy",
+    "load_config",
+    "output_preserving_loss",
+    "train_duo",
+    "train_duo_concept",
+]

@@ -1,0 +1,214 @@
+"""DUO training: tiny runs on the quick toy world and on tiny random SDXL / SD3 / v-prediction pipelines."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from t2i_unlearn.errors import UserError
+from t2i_unlearn.methods import duo
+from t2i_unlearn.methods.duo import DUOConfig, train_duo
+from tests._tiny import build_tiny, toy_pairs
+from tests.conftest import run_cli
+
+LORA = "pytorch_lora_weights.safetensors"
+
+
+def _cfg(**kw) -> DUOConfig:
+    base = {"max_steps": 4, "batch_size": 2, "checkpoint_every": 2, "rank": 4, "alpha": 4, "lr": 1e-3, "report_to": ["jsonl"]}
+    return DUOConfig(**{**base, **kw})
+
+
+def _lora_equal(a: Path, b: Path, atol: float = 0.0) -> None:
+    sa, sb = load_file(str(a / LORA)), load_file(str(b / LORA))
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        torch.testing.assert_close(sa[k], sb[k], atol=atol, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory) -> Path:
+    return toy_pairs(tmp_path_factory.mktemp("pairs") / "d", n=6)
+
+
+@pytest.fixture(scope="module")
+def trained(quick_world: Path, pairs: Path, tmp_path_factory) -> Path:
+    """A 4-step run on the quick toy world (checkpoints at 2 and 4)."""
+    return train_duo(str(quick_world), pairs, tmp_path_factory.mktemp("run") / "full", _cfg())
+
+
+def test_outputs_and_logs(trained: Path, pairs: Path) -> None:
+    assert (trained / LORA).exists() and (trained / "manifest.json").exists()
+    rows = [json.loads(line) for line in (trained / "logs.jsonl").read_text().splitlines()]
+    assert rows[0]["base_lr"] == 3e-4 and rows[0]["lr"] == 1e-3 and rows[0]["lambda"] == pytest.approx(5e6)
+    assert [r["step"] for r in rows[1:]] == [1, 2, 3, 4]
+    for r in rows[1:]:
+        assert {"loss", "dpo", "prior", "implicit_acc"} <= set(r)
+        assert r["loss"] == pytest.approx(r["dpo"] + 5e6 * r["prior"], rel=1e-4)
+    # at step 1 the adapter is the identity (B = 0): policy == reference
+    assert rows[1]["dpo"] == pytest.approx(0.6931, abs=1e-3) and rows[1]["prior"] == 0.0
+    card = (trained / "README.md").read_text()
+    from t2i_unlearn.data import load_pairs
+
+    assert load_pairs(pairs).data_hash in card and "beta" in card
+    assert [p.name for p in sorted((trained / "checkpoints").iterdir())] == ["step-000002", "step-000004"]
+    state = load_file(str(trained / LORA))
+    assert all("attn1" in k for k in state) and any(k.endswith("lora_B.weight") and v.abs().sum() > 0 for k, v in state.items())
+
+
+def test_lora_loads_in_plain_diffusers(trained: Path, quick_world: Path) -> None:
+    from diffusers import StableDiffusionPipeline
+
+    def run(pipe):
+        gen = torch.Generator().manual_seed(0)
+        return pipe("a picture of a striped red circle", num_inference_steps=3, guidance_scale=4.0, generator=gen, output_type="np").images
+
+    pipe = StableDiffusionPipeline.from_pretrained(str(quick_world / "pipeline"))
+    pipe.set_progress_bar_config(disable=True)
+    base = run(pipe)
+    pipe.load_lora_weights(str(trained))
+    lora = run(pipe)
+    assert not torch.allclose(torch.as_tensor(base), torch.as_tensor(lora))
+    # the loaded adapter holds exactly the trained weights
+    ckpt = load_file(str(trained / "checkpoints" / "step-000004" / "lora.safetensors"))
+    key = next(k for k in ckpt if k.endswith("attn1.to_q.lora_B.weight"))
+    module = pipe.unet.get_submodule(key.replace(".lora_B.weight", ""))
+    torch.testing.assert_close(next(iter(module.lora_B.values())).weight, ckpt[key])
+
+
+def test_continue_equals_uninterrupted(trained: Path, quick_world: Path, pairs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "part"
+    train_duo(str(quick_world), pairs, out, _cfg(max_steps=2))
+    train_duo(str(quick_world), pairs, out, _cfg(max_steps=4), resume=True)
+    _lora_equal(out, trained)
+    assert [json.loads(x)["step"] for x in (out / "logs.jsonl").read_text().splitlines()] == [0, 1, 2, 3, 4]
+
+
+def test_resume_guards(trained: Path, quick_world: Path, pairs: Path) -> None:
+    with pytest.raises(UserError, match=r"already holds a DUO run"):
+        train_duo(str(quick_world), pairs, trained, _cfg())
+    with pytest.raises(UserError, match=r"settings differ.*beta"):
+        train_duo(str(quick_world), pairs, trained, _cfg(beta=100.0), resume=True)
+
+
+def test_kill9_then_resume(trained: Path, quick_world: Path, pairs: Path, tmp_path: Path) -> None:
+    """A real kill -9 after the first checkpoint; --resume finishes with the same LoRA as the uninterrupted run."""
+    out = tmp_path / "killed"
+    args = ["--model", str(quick_world), "--data", str(pairs), "--out", str(out), "--max-steps", "4", "--batch-size", "2", "--checkpoint-every", "2"]
+    args += ["--rank", "4", "--alpha", "4", "--lr", "1e-3", "--report-to", "jsonl"]
+    proc = subprocess.Popen([sys.executable, "-m", "t2i_unlearn.cli", "train", "duo", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (out / "checkpoints" / "step-000002").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL and not (out / LORA).exists()
+    assert (out / "checkpoints" / "step-000002" / "lora.safetensors").exists()
+    res = run_cli("train", "duo", *args, "--resume")
+    assert res.returncode == 0, res.stderr
+    _lora_equal(out, trained)
+
+
+def test_nan_keeps_last_good_checkpoint(quick_world: Path, pairs: Path, tmp_path: Path, monkeypatch) -> None:
+    calls = {"n": 0}
+    real = duo.dpo_unlearning_loss
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if calls["n"] == 3 else loss
+
+    monkeypatch.setattr(duo, "dpo_unlearning_loss", flaky)
+    out = tmp_path / "nan"
+    with pytest.raises(UserError, match=r"loss became nan at step 3: stopped; last good checkpoint: .*step-000002"):
+        train_duo(str(quick_world), pairs, out, _cfg())
+    assert (out / "checkpoints" / "step-000002" / "lora.safetensors").exists() and not (out / LORA).exists()
+
+
+def test_sub_concept_loras_combine(trained: Path, quick_world: Path, pairs: Path, tmp_path: Path) -> None:
+    from diffusers import StableDiffusionPipeline
+
+    other = train_duo(str(quick_world), pairs, tmp_path / "other", _cfg(max_steps=2, seed=7))
+    pipe = StableDiffusionPipeline.from_pretrained(str(quick_world / "pipeline"))
+    pipe.load_lora_weights(str(trained), adapter_name="a")
+    pipe.load_lora_weights(str(other), adapter_name="b")
+    pipe.set_adapters(["a", "b"], adapter_weights=[1.0, 1.0])
+    x = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    cond = torch.zeros(1, 77, pipe.unet.config.cross_attention_dim)
+    both = pipe.unet(x, 500, cond).sample
+    pipe.set_adapters(["a"], adapter_weights=[1.0])
+    only_a = pipe.unet(x, 500, cond).sample
+    assert not torch.allclose(both, only_a)
+
+
+def test_export_fuses_and_single_file(trained: Path, quick_world: Path, tmp_path: Path) -> None:
+    from diffusers import StableDiffusionPipeline
+
+    from t2i_unlearn.adapters import export_pipeline
+
+    written = export_pipeline(str(quick_world), [str(trained)], tmp_path / "exp")
+    fused = StableDiffusionPipeline.from_pretrained(str(written["pipeline"]))
+    ref = StableDiffusionPipeline.from_pretrained(str(quick_world / "pipeline"))
+    ref.load_lora_weights(str(trained))
+    x = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    cond = torch.randn(2, 77, ref.unet.config.cross_attention_dim, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(fused.unet(x, 300, cond).sample, ref.unet(x, 300, cond).sample, atol=1e-4, rtol=1e-4)
+    # the single file reloads through diffusers' own original-layout converter into the same weights
+    single = StableDiffusionPipeline.from_single_file(str(written["single_file"]), config=str(written["pipeline"]))
+    for name in ("unet", "vae", "text_encoder"):
+        a, b = getattr(fused, name).state_dict(), getattr(single, name).state_dict()
+        missing = [k for k in a if k not in b]
+        assert not missing, (name, missing[:3])
+        for k in a:
+            torch.testing.assert_close(a[k], b[k].reshape(a[k].shape), msg=f"{name}.{k}")
+
+
+@pytest.mark.parametrize(("family", "prediction"), [("sd", "v_prediction"), ("sdxl", "epsilon"), ("sd3", "flow")])
+def test_families_one_step_and_load(quick_world: Path, pairs: Path, tmp_path: Path, family: str, prediction: str) -> None:
+    from diffusers import DiffusionPipeline
+
+    model = build_tiny(family, quick_world / "pipeline" / "tokenizer", tmp_path / "model", prediction_type="epsilon" if prediction == "flow" else prediction)
+    out = train_duo(str(model), pairs, tmp_path / "out", _cfg(max_steps=2, checkpoint_every=5))
+    rows = [json.loads(line) for line in (out / "logs.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == 2 and all(torch.isfinite(torch.tensor(r["loss"])) for r in rows[1:])
+    pipe = DiffusionPipeline.from_pretrained(str(model))
+    pipe.load_lora_weights(str(out))
+    adapters = pipe.get_list_adapters()
+    net = "transformer" if family == "sd3" else "unet"
+    assert list(adapters) == [net]
+    state = load_file(str(out / LORA))
+    if family == "sd3":
+        assert any("add_q_proj" in k for k in state) and any(".attn.to_q." in k for k in state)
+    else:
+        assert all("attn1" in k for k in state)
+
+
+def test_cli_errors_are_one_line(pairs: Path, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    cases = [
+        (["--data", str(tmp_path / "empty")], "has no metadata.jsonl"),
+        (["--data", str(pairs), "--config", "nudity", "--beta", "0"], "beta must be positive"),
+        (["--data", str(pairs), "--config", "nope"], "no DUO config file or preset"),
+        (["--data", str(pairs), "--mixed-precision", "fp8"], "mixed_precision must be"),
+    ]
+    for extra, needle in cases:
+        res = run_cli("train", "duo", "--model", "toy:quick", "--out", str(tmp_path / "o"), *extra)
+        lines = [line for line in res.stderr.strip().splitlines() if line.strip()]
+        assert res.returncode == 2 and len(lines) == 1 and needle in lines[0], (extra, res.stderr[-500:])
+
+
+def test_gradient_checkpointing_same_result(quick_world: Path, pairs: Path, tmp_path: Path) -> None:
+    model = build_tiny("sd", quick_world / "pipeline" / "tokenizer", tmp_path / "model")
+    plain = train_duo(str(model), pairs, tmp_path / "plain", _cfg(max_steps=2, checkpoint_every=5))
+    ckpt = train_duo(str(model), pairs, tmp_path / "ckpt", _cfg(max_steps=2, checkpoint_every=5, gradient_checkpointing=True))
+    _lora_equal(plain, ckpt, atol=1e-6)
