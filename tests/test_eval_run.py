@@ -111,3 +111,34 @@ def test_images_of_another_size(quick_world: Path, random_lora: Path, tmp_path: 
     )
     with pytest.raises(UserError, match="read 32x32 images, got 64x64"):
         evaluate(str(quick_world), suite, tmp_path / "r", lora=[str(random_lora)], cache_dir=tmp_path / "cache", report=False)
+
+
+@pytest.mark.slow  # two accelerate launches: about 60 s of CPU
+def test_two_processes_split_the_work_and_agree(quick_world: Path, random_lora: Path, tmp_path: Path):
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).parent / "accelerate"
+    if not exe.exists():
+        pytest.skip("accelerate launcher not installed")
+    args = ["-m", "t2i_unlearn.cli", "eval", "--model", str(quick_world), "--suite", "toy_striped", "--lora", str(random_lora), *FAST]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    results, drawn = {}, {}
+    for n in (1, 2):
+        # Without GPUs, `--cpu` always starts one process; `--multi_gpu` starts n CPU processes (gloo).
+        mode = "--multi_gpu" if n > 1 else "--cpu"
+        cmd = [str(exe), "launch", mode, "--num_processes", str(n), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+        out, cache = tmp_path / f"r{n}", tmp_path / f"cache{n}"
+        r = subprocess.run([*cmd, *args, "--out", str(out), "--cache", str(cache)], capture_output=True, text=True, env=env, timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+        results[n] = json.loads((out / "results.json").read_text())
+        drawn[n] = len([p for p in cache.rglob("*") if p.is_file() and p.suffix == ".png"])
+        shutil.rmtree(cache)
+    assert drawn[1] == drawn[2] > 0  # every image drawn exactly once, whatever the number of processes
+    one, two = results[1]["summary"], results[2]["summary"]
+    assert one.keys() == two.keys()
+    for variant in one:
+        assert one[variant]["dsr"] == two[variant]["dsr"]
+        assert one[variant]["prior_preservation"] == pytest.approx(two[variant]["prior_preservation"], abs=1e-3)
