@@ -20,11 +20,15 @@ from t2i_unlearn.errors import UserError
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Remove unsafe concepts from text-to-image diffusion models, attack and evaluate them.")
 toy_app = typer.Typer(no_args_is_help=True, help="The toy world: a small Stable-Diffusion-format model and judges trained here on CPU.")
 app.add_typer(toy_app, name="toy")
+from t2i_unlearn.cli_attacks import register as _register_attacks  # noqa: E402
+from t2i_unlearn.cli_baselines import register as _register_baselines  # noqa: E402
 from t2i_unlearn.cli_duo import register as _register_duo  # noqa: E402
 from t2i_unlearn.cli_eval import register as _register_eval  # noqa: E402
 
 _register_duo(app)
 _register_eval(app)
+_register_attacks(app)
+_register_baselines(app)
 
 _STATE = {"debug": False}
 

@@ -6,6 +6,7 @@ to the directory of a built toy world, and from there the code path is the one r
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,6 +54,21 @@ def pipeline_family(pipe: Any) -> str:
     raise UserError(f"unsupported pipeline type {name}; supported families: {', '.join(FAMILIES)}")
 
 
+def _absent_components(source: str) -> dict[str, None]:
+    """Components a local pipeline saved as ``[null, null]`` (e.g. SD3 without T5), passed as ``None``.
+
+    diffusers refuses to load such a folder unless each missing component is named explicitly.
+    """
+    index = Path(source) / "model_index.json"
+    if not index.exists():
+        return {}
+    try:
+        entries = json.loads(index.read_text())
+    except ValueError as exc:
+        raise UserError(f"{index} is not valid JSON") from exc
+    return {k: None for k, v in entries.items() if not k.startswith("_") and isinstance(v, list) and v == [None, None]}
+
+
 def load_pipeline(
     model: str,
     lora: Sequence[str] | str | None = None,
@@ -69,12 +85,16 @@ def load_pipeline(
 
     source = resolve_model(model)
     try:
-        pipe = DiffusionPipeline.from_pretrained(source, torch_dtype=dtype)
+        pipe = DiffusionPipeline.from_pretrained(source, dtype=dtype, **_absent_components(source))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UserError(f"cannot load pipeline from {model}: {str(exc).splitlines()[0]}") from exc
     pipeline_family(pipe)
     pipe.set_progress_bar_config(disable=True)
     loras = [lora] if isinstance(lora, str) else list(lora or [])
+    # Baseline outputs that are not LoRAs (ESD weight deltas, SLD settings) are applied after the LoRAs.
+    from t2i_unlearn.methods.edits import split_artifacts
+
+    loras, lora_weights, appliers = split_artifacts(loras, lora_weights)
     if loras:
         names = []
         for i, path in enumerate(loras):
@@ -90,12 +110,14 @@ def load_pipeline(
         if len(weights) != len(names):
             raise UserError(f"{len(names)} LoRAs but {len(weights)} LoRA weights")
         pipe.set_adapters(names, adapter_weights=weights)
+    for apply in appliers:
+        pipe = apply(pipe)
     return pipe.to(device)
 
 
 def generate_images(
     pipe: Any,
-    prompts: Sequence[str],
+    prompts: Sequence[str] | None,
     seeds: Sequence[int],
     steps: int = 25,
     guidance: float = 4.0,
@@ -104,23 +126,30 @@ def generate_images(
     width: int | None = None,
     negative_prompts: Sequence[str] | None = None,
     progress: bool = False,
+    prompt_embeds: torch.Tensor | None = None,
 ) -> np.ndarray:
     """Generate one image per (prompt, seed); returns ``uint8 [N, H, W, 3]``.
 
-    Each image's initial noise comes from its own generator seeded with its seed, so an image does
-    not depend on the batch it was generated in.
+    ``prompt_embeds`` (``[N, L, D]``, SD 1.x/2.x) replaces ``prompts`` (pass ``None``) for attacks that
+    produce embeddings. Each image's initial noise comes from its own generator seeded with its seed,
+    so an image does not depend on the batch it was generated in.
     """
-    if len(prompts) != len(seeds):
-        raise UserError(f"{len(prompts)} prompts but {len(seeds)} seeds")
+    n = len(prompt_embeds) if prompt_embeds is not None else len(prompts or [])
+    if n != len(seeds):
+        raise UserError(f"{n} prompts but {len(seeds)} seeds")
     out = []
-    for i in tqdm(range(0, len(prompts), batch_size), desc="generate", disable=not progress, leave=False):
+    for i in tqdm(range(0, n, batch_size), desc="generate", disable=not progress, leave=False):
         kwargs: dict[str, Any] = {}
         if negative_prompts is not None:
             kwargs["negative_prompt"] = list(negative_prompts[i : i + batch_size])
+        if prompt_embeds is not None:
+            dtype = pipe.text_encoder.dtype if getattr(pipe, "text_encoder", None) is not None else torch.float32
+            kwargs["prompt_embeds"] = prompt_embeds[i : i + batch_size].to(pipe.device, dtype)
+        else:
+            kwargs["prompt"] = list(prompts[i : i + batch_size])  # type: ignore[index]
         # CPU generators: the same seed gives the same initial noise on every device.
         gens = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds[i : i + batch_size]]
         result = pipe(
-            prompt=list(prompts[i : i + batch_size]),
             generator=gens,
             num_inference_steps=steps,
             guidance_scale=guidance,

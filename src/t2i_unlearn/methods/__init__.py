@@ -1,0 +1,62 @@
+"""Unlearning methods, registered by name.
+
+Each entry gives the method's config class, a loader of its config (preset name or YAML file plus
+overrides) and its training function. ``get_method("duo")`` returns DUO's entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from t2i_unlearn.errors import UserError
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered unlearning method."""
+
+    name: str
+    config_class: type
+    load_config: Callable[..., Any]
+    train: Callable[..., Any]
+
+
+def _duo() -> Method:
+    from t2i_unlearn.methods import duo
+
+    return Method("duo", duo.DUOConfig, duo.load_config, duo.train_duo_concept)
+
+
+# Entries are built lazily so that importing the registry does not import torch-heavy modules.
+METHODS: dict[str, Callable[[], Method]] = {"duo": _duo}
+
+
+# Baselines (ESD, UCE, SLD): ``train(model, concept, out, config, ...)`` takes a concept spec instead of pair data.
+def _esd() -> Method:
+    from t2i_unlearn.methods import esd
+
+    return Method("esd", esd.ESDConfig, esd.load_config, esd.train_esd_concept)
+
+
+def _uce() -> Method:
+    from t2i_unlearn.methods import uce
+
+    return Method("uce", uce.UCEConfig, uce.load_config, uce.train_uce_concept)
+
+
+def _sld() -> Method:
+    from t2i_unlearn.methods import sld
+
+    return Method("sld", sld.SLDConfig, sld.load_config, sld.train_sld_concept)
+
+
+METHODS.update({"esd": _esd, "uce": _uce, "sld": _sld})
+
+
+def get_method(name: str) -> Method:
+    """The method registered as ``name``; :class:`UserError` if there is none."""
+    if name not in METHODS:
+        raise UserError(f"unknown method {name!r}; known: {', '.join(sorted(METHODS))}")
+    return METHODS[name]()
