@@ -20,8 +20,6 @@ import dataclasses
 import json
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ from typing import Any
 import torch
 
 from t2i_unlearn.errors import UserError
+from t2i_unlearn.utils.io import replace_dir, temp_dir_beside
 
 logger = logging.getLogger(__name__)
 
@@ -316,24 +315,12 @@ def write_card(out_dir: Path, title: str, method_line: str, base_model: str, kin
 
 def finish_folder(out: Path, tmp: Path) -> Path:
     """Move the finished temporary folder ``tmp`` to ``out`` (replacing an old result)."""
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
-    return out
+    return replace_dir(tmp, out)
 
 
 def temp_folder(out: Path) -> Path:
     """A fresh temporary folder beside ``out`` (renamed to ``out`` by :func:`finish_folder` when complete)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)
-    return tmp
+    return temp_dir_beside(out)
 
 
 # ---------------------------------------------------------------------------------------------

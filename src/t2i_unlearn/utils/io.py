@@ -70,23 +70,20 @@ def safe_torch_load(path: str | Path) -> Any:
         raise UserError(f"checkpoint {path} is unreadable ({type(exc).__name__}); delete it to start over") from exc
 
 
-@contextlib.contextmanager
-def atomic_directory(final: str | Path) -> Iterator[Path]:
-    """Yield a temporary directory that is renamed to ``final`` only if the block succeeds.
-
-    An existing ``final`` is replaced. On failure the temporary directory is removed.
-    """
+def temp_dir_beside(final: str | Path) -> Path:
+    """A fresh, ordinary (umask-permission) temporary folder next to ``final``, for :func:`replace_dir`."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the result is an ordinary folder
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    return tmp
+
+
+def replace_dir(tmp: str | Path, final: str | Path) -> Path:
+    """Rename the finished folder ``tmp`` to ``final``, replacing an existing ``final``."""
+    tmp, final = Path(tmp), Path(final)
     if final.exists():
         old = final.with_name(f".{final.name}.old-{os.getpid()}")
         os.replace(final, old)
@@ -94,6 +91,22 @@ def atomic_directory(final: str | Path) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, final)
+    return final
+
+
+@contextlib.contextmanager
+def atomic_directory(final: str | Path) -> Iterator[Path]:
+    """Yield a temporary directory that is renamed to ``final`` only if the block succeeds.
+
+    An existing ``final`` is replaced. On failure the temporary directory is removed.
+    """
+    tmp = temp_dir_beside(final)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    replace_dir(tmp, final)
 
 
 def ensure_writable_dir(path: str | Path) -> Path:
