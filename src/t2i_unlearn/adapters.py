@@ -7,8 +7,8 @@ What we write loads in plain diffusers::
     pipe.set_adapters(["blood", "gun"], [1.0, 1.0])        # ... combined
 
 ``export_pipeline`` fuses one or several LoRAs into the base weights and writes a full pipeline
-directory, plus (SD 1.x) a single-file checkpoint in the original Stable Diffusion layout that
-A1111 and ComfyUI load as a model.
+directory, plus a single-file checkpoint in the family's original layout (SD 1.x, SDXL, SD3; see
+:mod:`t2i_unlearn.single_file`) that A1111 and ComfyUI load as a model.
 """
 
 from __future__ import annotations
@@ -127,13 +127,13 @@ def export_pipeline(
 ) -> dict[str, Path]:
     """Fuse ``loras`` (with ``weights``, default 1 each) into ``model`` and write ``out/pipeline`` (+ ``out/model.safetensors``).
 
-    Returns the written paths: ``{"pipeline": ..., "single_file": ...}`` (the latter only for SD 1.x,
-    whose original checkpoint layout we know how to write). Everything is written under a
-    temporary name and renamed, so an interrupted export leaves nothing that looks complete.
+    Returns the written paths: ``{"pipeline": ..., "single_file": ...}``. The single file is written
+    for SD 1.x, SDXL and SD3 (see :mod:`t2i_unlearn.single_file`); for a model whose layout we
+    do not write (SD 2.x, the SDXL refiner) a warning says so and only the pipeline folder is written. Everything is
+    written under a temporary name and renamed, so an interrupted export leaves nothing that looks complete.
     """
-    from safetensors.torch import save_file
-
     from t2i_unlearn.models import load_pipeline, pipeline_family
+    from t2i_unlearn.single_file import single_file_problem, single_file_state, write_single_file
     from t2i_unlearn.utils.io import atomic_directory
 
     if not loras:
@@ -149,133 +149,17 @@ def export_pipeline(
         pipe.save_pretrained(tmp, safe_serialization=True)
     written["pipeline"] = out / "pipeline"
     if single_file:
-        if family != "sd" or type(pipe.text_encoder).__name__ != "CLIPTextModel" or pipe.text_encoder.config.hidden_act != "quick_gelu":
-            logger.warning("single-file export is implemented for SD 1.x only; %s: wrote the pipeline directory only", family)
+        problem = single_file_problem(pipe, family)
+        if problem:
+            logger.warning("no single-file checkpoint (%s); wrote the pipeline directory only", problem)
         else:
-            state = sd1_single_file_state(pipe)
-            tmp_file = out / f".model.safetensors.tmp-{os.getpid()}"
-            save_file(state, str(tmp_file), metadata={"format": "pt"})
-            os.replace(tmp_file, out / "model.safetensors")
-            written["single_file"] = out / "model.safetensors"
+            written["single_file"] = write_single_file(single_file_state(pipe, family), out / "model.safetensors")
     return written
-
-
-def _unet_ldm_prefixes(config: dict[str, Any], keys: Sequence[str]) -> list[tuple[str, str]]:
-    """(diffusers prefix, original SD prefix) pairs for the UNet's blocks, derived from its config."""
-    pairs = [
-        ("time_embedding.linear_1.", "time_embed.0."),
-        ("time_embedding.linear_2.", "time_embed.2."),
-        ("conv_in.", "input_blocks.0.0."),
-        ("conv_norm_out.", "out.0."),
-        ("conv_out.", "out.2."),
-        ("mid_block.resnets.0.", "middle_block.0."),
-        ("mid_block.attentions.0.", "middle_block.1."),
-        ("mid_block.resnets.1.", "middle_block.2."),
-    ]
-    lpb = config["layers_per_block"]
-    n = len(config["block_out_channels"])
-    for i in range(n):
-        for j in range(lpb):
-            pairs.append((f"down_blocks.{i}.resnets.{j}.", f"input_blocks.{(lpb + 1) * i + j + 1}.0."))
-            pairs.append((f"down_blocks.{i}.attentions.{j}.", f"input_blocks.{(lpb + 1) * i + j + 1}.1."))
-        if i < n - 1:
-            pairs.append((f"down_blocks.{i}.downsamplers.0.conv.", f"input_blocks.{(lpb + 1) * (i + 1)}.0.op."))
-        for j in range(lpb + 1):
-            pairs.append((f"up_blocks.{i}.resnets.{j}.", f"output_blocks.{(lpb + 1) * i + j}.0."))
-            pairs.append((f"up_blocks.{i}.attentions.{j}.", f"output_blocks.{(lpb + 1) * i + j}.1."))
-        if i < n - 1:
-            has_attention = any(k.startswith(f"up_blocks.{i}.attentions.") for k in keys)
-            pairs.append((f"up_blocks.{i}.upsamplers.0.", f"output_blocks.{(lpb + 1) * i + lpb}.{2 if has_attention else 1}."))
-    return pairs
-
-
-_RESNET_RENAMES = [
-    ("norm1.", "in_layers.0."),
-    ("conv1.", "in_layers.2."),
-    ("norm2.", "out_layers.0."),
-    ("conv2.", "out_layers.3."),
-    ("time_emb_proj.", "emb_layers.1."),
-    ("conv_shortcut.", "skip_connection."),
-]
-
-
-def unet_to_ldm(state: dict[str, torch.Tensor], config: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """A diffusers ``UNet2DConditionModel`` state dict in the original SD layout (``model.diffusion_model.*``)."""
-    prefixes = sorted(_unet_ldm_prefixes(config, list(state)), key=lambda p: -len(p[0]))
-    out = {}
-    for key, value in state.items():
-        for hf, ldm in prefixes:
-            if key.startswith(hf):
-                rest = key[len(hf) :]
-                if ".resnets." in hf or hf.startswith(("mid_block.resnets",)):
-                    for a, b in _RESNET_RENAMES:
-                        if rest.startswith(a):
-                            rest = b + rest[len(a) :]
-                            break
-                out["model.diffusion_model." + ldm + rest] = value
-                break
-        else:
-            raise UserError(f"single-file export: no original-layout name for UNet weight {key}")
-    return out
-
-
-def vae_to_ldm(state: dict[str, torch.Tensor], config: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """A diffusers ``AutoencoderKL`` state dict in the original SD layout (``first_stage_model.*``)."""
-    n = len(config["block_out_channels"])
-    prefixes = [
-        ("encoder.conv_norm_out.", "encoder.norm_out."),
-        ("decoder.conv_norm_out.", "decoder.norm_out."),
-        ("encoder.mid_block.resnets.0.", "encoder.mid.block_1."),
-        ("encoder.mid_block.resnets.1.", "encoder.mid.block_2."),
-        ("encoder.mid_block.attentions.0.", "encoder.mid.attn_1."),
-        ("decoder.mid_block.resnets.0.", "decoder.mid.block_1."),
-        ("decoder.mid_block.resnets.1.", "decoder.mid.block_2."),
-        ("decoder.mid_block.attentions.0.", "decoder.mid.attn_1."),
-    ]
-    for i in range(n):
-        prefixes.append((f"encoder.down_blocks.{i}.downsamplers.0.", f"encoder.down.{i}.downsample."))
-        prefixes.append((f"decoder.up_blocks.{i}.upsamplers.0.", f"decoder.up.{n - 1 - i}.upsample."))
-        for j in range(config["layers_per_block"] + 1):
-            prefixes.append((f"encoder.down_blocks.{i}.resnets.{j}.", f"encoder.down.{i}.block.{j}."))
-            prefixes.append((f"decoder.up_blocks.{i}.resnets.{j}.", f"decoder.up.{n - 1 - i}.block.{j}."))
-    attn = {"group_norm.": "norm.", "to_q.": "q.", "to_k.": "k.", "to_v.": "v.", "to_out.0.": "proj_out."}
-    out = {}
-    for key, value in state.items():
-        new = key
-        for hf, ldm in sorted(prefixes, key=lambda p: -len(p[0])):
-            if key.startswith(hf):
-                rest = key[len(hf) :]
-                if "attentions" in hf:
-                    for a, b in attn.items():
-                        if rest.startswith(a):
-                            rest = b + rest[len(a) :]
-                            # the original attention uses 1x1 convolutions
-                            if rest.endswith("weight") and value.ndim == 2:
-                                value = value[:, :, None, None]
-                            break
-                rest = rest.replace("conv_shortcut.", "nin_shortcut.")
-                new = ldm + rest
-                break
-        out["first_stage_model." + new] = value
-    return out
-
-
-def sd1_single_file_state(pipe: Any) -> dict[str, torch.Tensor]:
-    """UNet, VAE and CLIP text encoder of an SD 1.x pipeline as one original-layout state dict (fp32, contiguous)."""
-    state = {}
-    state.update(unet_to_ldm(pipe.unet.state_dict(), dict(pipe.unet.config)))
-    state.update(vae_to_ldm(pipe.vae.state_dict(), dict(pipe.vae.config)))
-    for key, value in pipe.text_encoder.state_dict().items():
-        # the original layout wraps CLIP's weights in ``text_model.`` (transformers >= 5.6 dropped that level)
-        state["cond_stage_model.transformer." + (key if key.startswith("text_model.") else "text_model." + key)] = value
-    return {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in state.items()}
 
 
 def write_model_card(out_dir: str | Path, title: str, base_model: str, family: str, settings: dict[str, Any], data: dict[str, Any], extra: str = "") -> Path:
     """A README.md model card: how to load the LoRA, the training settings and the data it came from."""
-    from t2i_unlearn.utils.io import atomic_write_text
-
-    lines = [
+    head = [
         "---",
         "library_name: diffusers",
         "tags: [lora, text-to-image, unlearning, duo, t2i-unlearn]",
@@ -294,6 +178,16 @@ def write_model_card(out_dir: str | Path, title: str, base_model: str, family: s
         "",
         *[f"- {k}: `{v}`" for k, v in data.items()],
         "",
+    ]
+    return write_card_with_settings(out_dir, head, settings, extra)
+
+
+def write_card_with_settings(out_dir: str | Path, head: Sequence[str], settings: dict[str, Any], extra: str = "") -> Path:
+    """Write ``out_dir/README.md`` atomically: the ``head`` lines, a ``## Settings`` table of ``settings``, then ``extra``."""
+    from t2i_unlearn.utils.io import atomic_write_text
+
+    lines = [
+        *head,
         "## Settings",
         "",
         "| setting | value |",

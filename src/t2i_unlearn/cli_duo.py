@@ -135,9 +135,9 @@ def train_duo_cmd(
 def export_cmd(
     model: Annotated[str, typer.Option(help="Base model: toy, a pipeline directory or a hub id.")],
     lora: Annotated[list[str], typer.Option(help="LoRA directory or file (repeat to combine).")],
-    out: Annotated[Path, typer.Option(help="Output folder: pipeline/ and, for SD 1.x, model.safetensors.")],
+    out: Annotated[Path, typer.Option(help="Output folder: pipeline/ and model.safetensors (SD 1.x, SDXL, SD3).")],
     lora_weight: Annotated[list[float] | None, typer.Option(help="Weight per LoRA (default 1).")] = None,
-    single_file: Annotated[bool, typer.Option("--single-file/--no-single-file", help="Also write an A1111/ComfyUI single-file checkpoint (SD 1.x).")] = True,
+    single_file: Annotated[bool, typer.Option("--single-file/--no-single-file", help="Also write a single-file checkpoint for A1111/ComfyUI.")] = True,
 ) -> None:
     """Fuse LoRA(s) into the base model: a full diffusers pipeline folder plus a single-file checkpoint."""
     from t2i_unlearn.adapters import export_pipeline

@@ -255,7 +255,7 @@ def save_weight_edit(
 
 def write_card(out_dir: Path, title: str, method_line: str, base_model: str, kind: str, settings: dict[str, Any], extra: str = "") -> Path:
     """A README.md model card: what the folder is, how to load it (ours and plain diffusers), and its settings."""
-    from t2i_unlearn.utils.io import atomic_write_text
+    from t2i_unlearn.adapters import write_card_with_settings
 
     name = Path(out_dir).name
     if kind == "lora":
@@ -288,7 +288,7 @@ def write_card(out_dir: Path, title: str, method_line: str, base_model: str, kin
             'image = pipe(prompt, **cfg["sld"]).images[0]',
             "```",
         ]
-    lines = [
+    head = [
         "---",
         "library_name: diffusers",
         f"tags: [text-to-image, unlearning, {kind.replace('_', '-')}, t2i-unlearn]",
@@ -301,16 +301,8 @@ def write_card(out_dir: Path, title: str, method_line: str, base_model: str, kin
         "",
         *how,
         "",
-        "## Settings",
-        "",
-        "| setting | value |",
-        "|---|---|",
-        *[f"| {k} | `{v}` |" for k, v in settings.items()],
-        "",
     ]
-    if extra:
-        lines += [extra, ""]
-    return atomic_write_text(Path(out_dir) / "README.md", "\n".join(lines))
+    return write_card_with_settings(out_dir, head, settings, extra)
 
 
 def finish_folder(out: Path, tmp: Path) -> Path:
