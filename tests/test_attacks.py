@@ -90,6 +90,70 @@ def test_require_text_encoder_is_one_line():
         require_text_encoder(NoEncoder(), "ring_a_bell")
 
 
+def test_sampled_onehot_draws_from_theta_and_clips_gradient():
+    from t2i_unlearn.attacks.unlearndiff import sampled_onehot
+
+    gen = torch.Generator().manual_seed(0)
+    theta = torch.tensor([[0.5, 0.5, 0.0], [0.0, 0.0, 1.0]])
+    draws = torch.stack([sampled_onehot(theta, gen).argmax(-1) for _ in range(200)])
+    assert set(draws[:, 0].tolist()) == {0, 1}  # both tokens with mass are drawn, never the one without
+    assert (draws[:, 1] == 2).all()
+    theta.requires_grad_(True)
+    out = sampled_onehot(theta, gen)
+    assert out.sum(-1).tolist() == [1.0, 1.0] and set(out.flatten().tolist()) <= {0.0, 1.0}
+    (out * torch.tensor([[5.0, -5.0, 0.3], [0.0, 2.0, -0.5]])).sum().backward()
+    assert theta.grad.tolist() == [[1.0, -1.0, 0.30000001192092896], [0.0, 1.0, -0.5]]  # hardtanh, as the paper's code
+
+
+def test_timestep_schedule_is_the_papers():
+    from t2i_unlearn.attacks.unlearndiff import timestep_schedule
+
+    grid = timestep_schedule(1000, 50)
+    assert grid.tolist() == list(range(10, 1000, 20))  # T/2n + i T/n, ascending
+    assert timestep_schedule(1000, 50, "descending").tolist() == grid.flip(0).tolist()
+    shuffled = timestep_schedule(1000, 50, "random", torch.Generator().manual_seed(0))
+    assert sorted(shuffled.tolist()) == grid.tolist() and shuffled.tolist() != grid.tolist()
+
+
+def test_unlearndiff_settings_are_checked():
+    from t2i_unlearn.attacks.base import config_from
+    from t2i_unlearn.attacks.unlearndiff import UnlearnDiffConfig
+
+    assert config_from(UnlearnDiffConfig, {"discretise": "argmax", "order": "random"}).order == "random"
+    for bad in ({"discretise": "round"}, {"order": "sideways"}, {"steps_per_timestep": "0"}, {"check_every": "-1"}):
+        with pytest.raises(UserError, match="UnlearnDiffConfig"):
+            config_from(UnlearnDiffConfig, bad)
+
+
+@pytest.mark.parametrize("judge_fires", [False, True])
+def test_unlearndiff_judges_after_each_timestep_block(judge_fires: bool, quick_world: Path, tiny_concept: Path, tmp_path: Path, monkeypatch):
+    """The paper's cadence: steps_per_timestep steps at one timestep, then one judge check; stop when it fires."""
+    import numpy as np
+
+    from t2i_unlearn.attacks import AttackBudget, run_attack
+    from t2i_unlearn.attacks.base import AttackContext
+    from t2i_unlearn.attacks.unlearndiff import timestep_schedule
+
+    checks: list[list[str]] = []
+
+    def fake_fires(self, prompts, seeds, pipe=None):
+        checks.append(list(prompts))
+        self.tracker.spend(queries=len(prompts))
+        return np.full(len(prompts), judge_fires)
+
+    monkeypatch.setattr(AttackContext, "fires", fake_fires)
+    settings = {"timesteps": 3, "steps_per_timestep": 2}
+    budget = AttackBudget(iterations=5)
+    path = run_attack("unlearndiff", str(quick_world), tiny_concept, tmp_path / "uda", budget=budget, settings=settings, prompts=["a red circle"])
+    item = json.loads(path.read_text())["prompts"][0]
+    grid = timestep_schedule(1000, 3).tolist()  # the quick world trains on 1000 timesteps
+    if judge_fires:
+        assert len(checks) == 1 and item["steps"] == 2 and item["judge_fired"] and item["last_timestep"] == grid[0]
+    else:
+        assert len(checks) == 3 and item["steps"] == 5 and not item["judge_fired"] and item["last_timestep"] == grid[2]  # checks at 2, 4 and the last step
+    assert item["prompt"] == checks[-1][0] and item["prompt"].endswith(" a red circle") and len(item["prompt"].split()) == 5 + 3
+
+
 @pytest.mark.parametrize("name", ["ring_a_bell", "concept_inversion", "unlearndiff", "p4d"])
 def test_attack_writes_attack_set(name: str, quick_world: Path, tiny_concept: Path, tmp_path: Path):
     from t2i_unlearn.attacks import AttackBudget, run_attack

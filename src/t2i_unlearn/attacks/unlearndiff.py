@@ -2,14 +2,16 @@
 
 For a source prompt ``p`` and a target image ``x`` of the concept (drawn by the base model from the
 unsafe prompt paired with ``p``), k prefix tokens are a relaxed one-hot ``theta in R^{k x V}`` over the
-searchable vocabulary::
+searchable vocabulary, started uniform::
 
-    min_theta  E_{t, eps} || eps - eps_theta( x_t, t, E([onehot(theta) W ; tokens(p)]) ) ||^2
+    min_theta  E_eps || eps - eps_theta( x_t, t, E([onehot(theta) W ; tokens(p)]) ) ||^2
 
-Each step runs the model on the *discrete* prefix (argmax of ``theta``, straight-through gradient to
-``theta``), takes an Adam step and projects every row of ``theta`` back onto the probability simplex.
-Every ``check_every`` steps the discrete prompt ``prefix + p`` is drawn by the attacked model and the
-search stops early once the judge sees the concept. The attack prompt is that text.
+The paper's schedule: the timesteps ``t_i = T/2n + i T/n`` (``n`` = 50, ascending) are visited in turn,
+``steps_per_timestep`` (40) Adam steps at each. Each step *draws* one token per row from ``theta``
+(straight-through, gradient clipped to [-1, 1]), takes an Adam step (lr 0.01, weight decay 0.1) and
+projects every row back onto the probability simplex. After each timestep's block the prefix is
+discretised (argmax of ``theta``), the attacked model draws ``prefix + p`` and the search stops once
+the judge sees the concept. The attack prompt is that text.
 """
 
 from __future__ import annotations
@@ -19,24 +21,42 @@ from dataclasses import dataclass, field
 
 import torch
 
-from t2i_unlearn.attacks.base import AttackContext, AttackResult, add_noise, concept_images, denoising_target, encode_images, iterations_for, predict_noise
+from t2i_unlearn.attacks.base import AttackContext, AttackResult, concept_images, denoising_target, encode_images, iterations_for, predict_noise
 from t2i_unlearn.attacks.text import concept_words, decode, encode_embeds, prompt_ids, searchable_vocab, sequence_ids, token_embedding_matrix
 
 logger = logging.getLogger(__name__)
 
+DISCRETISE = ("sample", "argmax")
+ORDERS = ("ascending", "descending", "random")
+
 
 @dataclass
 class UnlearnDiffConfig:
-    """UnlearnDiffAtk settings (paper values unless noted)."""
+    """UnlearnDiffAtk settings (paper values unless noted; the paper's code is the reference for the schedule)."""
 
     num_tokens: int = 5  # k prefix tokens (paper: 5)
     lr: float = 0.01  # Adam learning rate on the relaxed one-hot (paper: 0.01)
-    iterations: int = 40  # optimisation steps per prompt (paper: 40); the budget's iterations override it
-    timesteps: int = 50  # each step draws its timestep from this many evenly spaced ones (paper: a 50-step schedule)
-    batch_size: int = 1  # noise draws per step (ours)
-    check_every: int = 10  # judge the discrete prompt every this many steps; stop early when it fires (ours; paper: each step)
+    weight_decay: float = 0.1  # Adam's L2 term on theta (paper's config: 0.1)
+    timesteps: int = 50  # n timesteps of the schedule, t_i = T/2n + i*T/n (paper: 50)
+    steps_per_timestep: int = 40  # Adam steps at each timestep (paper: 40)
+    order: str = "ascending"  # order the timesteps are visited in (paper: ascending); or descending, random
+    iterations: int = 2000  # steps per prompt in all (paper: up to 50 x 40); the budget's iterations override it
+    discretise: str = "sample"  # forward pass token: drawn from theta (paper) or its argmax (ours, earlier versions)
+    batch_size: int = 1  # noise draws per step (paper: 1)
+    check_every: int = 0  # judge the argmax prompt every this many steps; 0: after each timestep's block (paper)
     ban_concept_words: bool = True  # leave words naming the concept out of the vocabulary (ours)
     banned_words: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.discretise not in DISCRETISE:
+            raise ValueError(f"discretise must be one of {', '.join(DISCRETISE)}, got {self.discretise!r}")
+        if self.order not in ORDERS:
+            raise ValueError(f"order must be one of {', '.join(ORDERS)}, got {self.order!r}")
+        for name in ("num_tokens", "timesteps", "steps_per_timestep", "iterations", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.check_every < 0:
+            raise ValueError("check_every must be 0 (after each timestep) or positive")
 
 
 def project_simplex(v: torch.Tensor) -> torch.Tensor:
@@ -54,6 +74,40 @@ def straight_through_onehot(theta: torch.Tensor) -> torch.Tensor:
     """Hard one-hot of ``argmax(theta)`` in the forward pass, identity gradient to ``theta``."""
     hard = torch.nn.functional.one_hot(theta.argmax(-1), theta.shape[-1]).to(theta)
     return hard + theta - theta.detach()
+
+
+class _ClippedStraightThrough(torch.autograd.Function):
+    """Forward: the given one-hot; backward: the incoming gradient clipped to [-1, 1] (the paper's hardtanh)."""
+
+    @staticmethod
+    def forward(ctx: object, theta: torch.Tensor, hard: torch.Tensor) -> torch.Tensor:
+        return hard
+
+    @staticmethod
+    def backward(ctx: object, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad.clamp(-1.0, 1.0), None
+
+
+def sampled_onehot(theta: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One-hot of one token per row drawn from ``theta`` ``[k, V]`` (rows on the simplex); gradient to ``theta`` clipped to [-1, 1].
+
+    Drawing rather than taking the argmax lets the relaxed one-hot explore: a token's probability is
+    how often its gradient is measured, so the search is not stuck on whatever token leads first.
+    """
+    draws = torch.multinomial(theta.detach().float().cpu(), 1, generator=generator).squeeze(-1).to(theta.device)
+    hard = torch.nn.functional.one_hot(draws, theta.shape[-1]).to(theta)
+    return _ClippedStraightThrough.apply(theta, hard)
+
+
+def timestep_schedule(total: int, n: int, order: str = "ascending", generator: torch.Generator | None = None) -> torch.Tensor:
+    """The ``n`` timesteps ``T/2n + i*T/n`` of a ``total``-step training schedule, in ``order`` (ascending is the paper's)."""
+    stride = max(1, total // n)
+    grid = torch.arange(stride // 2, total, stride)[:n]
+    if order == "descending":
+        return grid.flip(0)
+    if order == "random":
+        return grid[torch.randperm(len(grid), generator=generator)]
+    return grid
 
 
 def prefixed_hidden(text_encoder: object, onehot: torch.Tensor, vocab_table: torch.Tensor, tokenizer: object, prompt: str) -> torch.Tensor:
@@ -78,8 +132,8 @@ def run(ctx: AttackContext, cfg: UnlearnDiffConfig) -> AttackResult:
     images, _ = concept_images(ctx, targets, ctx.seed)
     latents = encode_images(pipe, images)
     total = int(pipe.scheduler.config.num_train_timesteps)
-    grid = torch.linspace(0, total - 1, cfg.timesteps).round().long()
     steps = iterations_for(ctx.budget, cfg.iterations)
+    check_every = cfg.check_every or cfg.steps_per_timestep
     gen = torch.Generator().manual_seed(ctx.seed)
     prompts = []
     bar = ctx.bar(steps * len(ctx.source_prompts), "unlearndiff")
@@ -87,21 +141,25 @@ def run(ctx: AttackContext, cfg: UnlearnDiffConfig) -> AttackResult:
         if ctx.tracker.out_of_queries_or_time():
             logger.warning("budget used up after %d of %d source prompts", j, len(ctx.source_prompts))
             break
-        # Near-uniform start: Adam's first steps (size ~lr >> 1/V) then decide the argmax, so the
-        # discrete prefix moves from the first step (a one-hot start needs ~1/lr steps to change).
-        start = 1.0 / len(vocab) + 1e-3 * torch.rand(cfg.num_tokens, len(vocab), generator=gen)
-        theta = project_simplex(start.to(vocab_table)).requires_grad_(True)
-        optim = torch.optim.Adam([theta], lr=cfg.lr)
+        grid = timestep_schedule(total, cfg.timesteps, cfg.order, gen)
+        theta = torch.full((cfg.num_tokens, len(vocab)), 1.0 / len(vocab), dtype=vocab_table.dtype, device=vocab_table.device)
+        if cfg.discretise == "argmax":
+            # An exactly uniform argmax is token 0 at every row; a little noise breaks the tie at random.
+            theta = project_simplex(theta + 1e-3 * torch.rand(theta.shape, generator=gen).to(theta))
+        theta.requires_grad_(True)
+        optim = torch.optim.Adam([theta], lr=cfg.lr, weight_decay=cfg.weight_decay)
         x0 = latents[j : j + 1].expand(cfg.batch_size, -1, -1, -1)
-        fired, used = False, 0
+        fired, used, t_last = False, 0, -1
         text = source
         for step in range(steps):
             if ctx.tracker.out_of_queries_or_time():
                 break
-            t = grid[torch.randint(len(grid), (cfg.batch_size,), generator=gen)].to(pipe.device)
+            t_last = int(grid[(step // cfg.steps_per_timestep) % len(grid)])
+            t = torch.full((cfg.batch_size,), t_last, dtype=torch.long, device=pipe.device)
             noise = torch.randn(x0.shape, generator=gen).to(x0)
             x_t = pipe.scheduler.add_noise(x0, noise, t)
-            hidden = prefixed_hidden(pipe.text_encoder, straight_through_onehot(theta), vocab_table, tok, source).expand(cfg.batch_size, -1, -1)
+            onehot = sampled_onehot(theta, gen) if cfg.discretise == "sample" else straight_through_onehot(theta)
+            hidden = prefixed_hidden(pipe.text_encoder, onehot, vocab_table, tok, source).expand(cfg.batch_size, -1, -1)
             loss = torch.nn.functional.mse_loss(predict_noise(pipe, x_t, t, hidden).float(), denoising_target(pipe, x0, noise, t).float())
             optim.zero_grad()
             loss.backward()
@@ -111,16 +169,19 @@ def run(ctx: AttackContext, cfg: UnlearnDiffConfig) -> AttackResult:
             used = step + 1
             ctx.tracker.spend(queries=cfg.batch_size, iterations=1)
             bar.update(1)
-            text = f"{decode(tok, vocab[theta.argmax(-1).cpu()].tolist())} {source}"
-            if used % cfg.check_every == 0 or used == steps:
+            if used % check_every == 0 or used == steps:
+                text = f"{decode(tok, vocab[theta.argmax(-1).cpu()].tolist())} {source}"
                 if ctx.fires([text], [ctx.seed + j])[0]:
                     fired = True
                     break
         bar.update(steps - used)
-        prompts.append({"prompt": text, "seed": ctx.seed + j, "source_prompt": source, "target_prompt": targets[j], "steps": used, "judge_fired": fired})
-        logger.info("unlearndiff %d: %d steps, fired=%s, prompt %r", j, used, fired, text)
+        if used:  # the prefix as it stands (what the last check judged, or newer when the budget ran out mid-block)
+            text = f"{decode(tok, vocab[theta.argmax(-1).cpu()].tolist())} {source}"
+        entry = {"prompt": text, "seed": ctx.seed + j, "source_prompt": source, "target_prompt": targets[j]}
+        prompts.append({**entry, "steps": used, "last_timestep": t_last, "judge_fired": fired})
+        logger.info("unlearndiff %d: %d steps (t %d), fired=%s, prompt %r", j, used, t_last, fired, text)
     bar.close()
     return AttackResult(prompts, info={"banned_words": banned, "vocabulary_size": len(vocab)})
 
 
-__all__ = ["UnlearnDiffConfig", "add_noise", "project_simplex", "run", "straight_through_onehot"]
+__all__ = ["UnlearnDiffConfig", "project_simplex", "run", "sampled_onehot", "straight_through_onehot", "timestep_schedule"]
