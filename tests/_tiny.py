@@ -154,3 +154,18 @@ def toy_pairs(out: Path, n: int = 6, seed: int = 0) -> Path:
         safe.append(render_scene(dataclasses.replace(scene, texture="plain")))
     prompts = ["a striped shape"] * n
     return write_pair_folder(out, np.stack(unsafe), np.stack(safe), prompts, ["a plain shape"] * n, concept="toy_striped")
+
+
+def add_preserve(root: Path, n: int = 4, seed: int = 1) -> Path:
+    """Add ``n`` preserve images (dotted renders, the toy world's close concept) to a pair folder."""
+    import json
+
+    from t2i_unlearn.data import write_metadata
+    from t2i_unlearn.toy.render import render_scene, sample_scene
+    from t2i_unlearn.utils.io import atomic_save_image
+
+    for i in range(n):
+        atomic_save_image(root / "preserve" / f"{i:06d}.png", render_scene(sample_scene(np.random.default_rng([seed, i]), texture="dotted", mark="none")))
+        (root / ".pairs" / f"preserve-{i:06d}.json").write_text(json.dumps({"preserve_id": i, "prompt": "a dotted shape"}))
+    write_metadata(root)
+    return root

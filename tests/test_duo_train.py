@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from t2i_unlearn.errors import UserError
 from t2i_unlearn.methods import duo
 from t2i_unlearn.methods.duo import DUOConfig, train_duo
-from tests._tiny import build_tiny, toy_pairs
+from tests._tiny import add_preserve, build_tiny, toy_pairs
 from tests.conftest import run_cli
 
 LORA = "pytorch_lora_weights.safetensors"
@@ -212,3 +212,40 @@ def test_gradient_checkpointing_same_result(quick_world: Path, pairs: Path, tmp_
     plain = train_duo(str(model), pairs, tmp_path / "plain", _cfg(max_steps=2, checkpoint_every=5))
     ckpt = train_duo(str(model), pairs, tmp_path / "ckpt", _cfg(max_steps=2, checkpoint_every=5, gradient_checkpointing=True))
     _lora_equal(plain, ckpt, atol=1e-6)
+
+
+def _deviation(world: Path, lora: Path, images) -> float:
+    """Mean squared difference between the LoRA model's and the base model's noise predictions on noised ``images``."""
+    from t2i_unlearn.methods.duo import encode_latents
+    from t2i_unlearn.models import load_pipeline
+
+    base, tuned = load_pipeline(str(world)), load_pipeline(str(world), lora=[str(lora)])
+    gen = torch.Generator().manual_seed(0)
+    z, _ = encode_latents(base.vae, images, torch.device("cpu"))
+    noise = torch.randn(z.shape, generator=gen)
+    t = torch.randint(0, 750, (len(z),), generator=gen)
+    x = base.scheduler.add_noise(z, noise, t)
+    cond = base.encode_prompt(["a dotted shape"] * len(z), "cpu", 1, False)[0]
+    with torch.no_grad():
+        return float((tuned.unet(x, t, cond).sample - base.unet(x, t, cond).sample).pow(2).mean())
+
+
+def test_preserve_term_keeps_preserve_images(quick_world: Path, tmp_path: Path) -> None:
+    from t2i_unlearn.data import load_pairs
+
+    plain = toy_pairs(tmp_path / "plain", n=6)
+    with pytest.raises(UserError, match="has no preserve images"):
+        train_duo(str(quick_world), plain, tmp_path / "x", _cfg(preserve_weight=10.0))
+    data = add_preserve(toy_pairs(tmp_path / "keep", n=6), n=4)
+    cfg = {"max_steps": 12, "lr": 1e-2, "beta": 50.0, "conditioning": "prompt", "checkpoint_every": 10}
+    free = train_duo(str(quick_world), data, tmp_path / "free", _cfg(**cfg))
+    kept = train_duo(str(quick_world), data, tmp_path / "kept", _cfg(**cfg, preserve_weight=1e4))
+    rows = [json.loads(line) for line in (kept / "logs.jsonl").read_text().splitlines()][1:]
+    lam = DUOConfig(beta=50.0).effective_lambda
+    assert all(r["loss"] == pytest.approx(r["dpo"] + lam * r["prior"] + 1e4 * r["preserve"], rel=1e-4) for r in rows)
+    assert rows[0]["preserve"] == 0.0 and rows[-1]["preserve"] > 0.0
+    assert "preserve" not in json.loads((free / "logs.jsonl").read_text().splitlines()[-1])
+    # the term does what it says: the LoRA moves the predictions on the preserve images less
+    images = load_pairs(data).preserve
+    d_kept, d_free = _deviation(quick_world, kept, images), _deviation(quick_world, free, images)
+    assert d_kept < 0.7 * d_free  # measured: 0.47

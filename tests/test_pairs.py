@@ -162,3 +162,51 @@ def test_cli_pairs(quick_world: Path, tmp_path: Path) -> None:
     assert "2/2 pairs in" in res.stdout and "judge acceptance: unsafe 100%" in res.stdout
     bad = run_cli("data", "pairs", "--model", str(quick_world), "--concept", "nudity_typo", "--out", str(tmp_path / "x"))
     assert bad.returncode == 2 and bad.stderr.strip().startswith("error: unknown concept") and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_preserve_images_are_drawn_filtered_and_resumed(quick_world: Path, tmp_path: Path, monkeypatch) -> None:
+    from t2i_unlearn import judges
+    from t2i_unlearn.data.pairs import generate_pairs
+
+    raw = _spec({"name": "scripted"}, count=1).model_dump()
+    raw["preserve"] = [{"prompt": "a picture of a dotted blue square", "count": 2}]
+    spec = parse_concept(raw, "test")
+    # pair: unsafe flagged, safe cleared; preserve: image 0 flagged (redrawn, then cleared), image 1 cleared
+    made = [_ScriptedJudge([[True], [False], [True, False], [False]])]
+    monkeypatch.setitem(judges.JUDGES, "scripted", lambda spec, model: made[-1])
+    out = tmp_path / "pairs"
+    stats = generate_pairs(str(quick_world), spec, out, seed=1)
+    assert stats["pairs"] == 1 and stats["preserve_images"] == 2 and stats["preserve_draws"] == 3 and not made[-1].script
+    rows = [json.loads(line) for line in (out / "metadata.jsonl").read_text().splitlines()]
+    assert all(set(r) == set(rows[0]) for r in rows)  # one schema for every row, as an image folder needs
+    keep = {r["preserve_id"]: r for r in rows if r["role"] == "preserve"}
+    assert sorted(keep) == [0, 1] and keep[0]["attempts"] == 2 and keep[1]["attempts"] == 1 and keep[0]["pair_id"] is None
+    assert keep[0]["prompt"] == "a picture of a dotted blue square" and keep[0]["seed"] != keep[1]["seed"]
+    pairs = load_pairs(out)
+    assert len(pairs) == 1 and pairs.preserve.shape == (2, 32, 32, 3) and pairs.preserve_prompts == ["a picture of a dotted blue square"] * 2
+    datasets = pytest.importorskip("datasets")
+    ds = datasets.load_dataset("imagefolder", data_dir=str(out), split="train")
+    assert sorted(ds["role"]) == ["preserve", "preserve", "safe", "unsafe"]
+    # an interrupted run: preserve image 1 is missing its record; the rerun draws it again, identically
+    before = (out / "preserve" / "000001.png").read_bytes()
+    (out / ".pairs" / "preserve-000001.json").unlink()
+    made.append(_ScriptedJudge([[False]]))
+    stats2 = generate_pairs(str(quick_world), spec, out, seed=1)
+    assert stats2["preserve_images"] == 2 and stats2["preserve_draws"] == 1 and not made[-1].script
+    assert (out / "preserve" / "000001.png").read_bytes() == before
+    # a folder without preserve images has no preserve rows and loads as before
+    assert load_pairs(toy_pairs(tmp_path / "plain", n=2)).preserve is None
+
+
+def test_preserve_image_of_another_size_is_refused(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from t2i_unlearn.data import write_metadata
+
+    root = toy_pairs(tmp_path / "a", n=2)
+    (root / "preserve").mkdir()
+    Image.new("RGB", (16, 16)).save(root / "preserve" / "000000.png")
+    (root / ".pairs" / "preserve-000000.json").write_text(json.dumps({"preserve_id": 0, "prompt": "a dotted shape"}))
+    write_metadata(root)
+    with pytest.raises(UserError, match="all images must share one size"):
+        load_pairs(root)

@@ -57,7 +57,8 @@ def data_pairs(
                 f" safe {stats['safe_acceptance']:.0%} ({stats['safe_kept']}/{stats['safe_draws']})"
             )
         failed = f", {stats['pairs_failed']} failed" if stats.get("pairs_failed") else ""
-        typer.echo(f"{name}: {stats['pairs']}/{stats['requested']} pairs in {target}{failed}{rates}")
+        keep = f"; {stats['preserve_images']} preserve images" if stats.get("preserve_images") else ""
+        typer.echo(f"{name}: {stats['pairs']}/{stats['requested']} pairs in {target}{failed}{rates}{keep}")
 
 
 @train_app.command("duo")
@@ -86,6 +87,9 @@ def train_duo_cmd(
     ] = None,
     conditioning: Annotated[str | None, typer.Option(help="empty (authors) or prompt.")] = None,
     prior_timestep: Annotated[int | None, typer.Option(help="Timestep of the output-preserving input (default: the last).")] = None,
+    preserve_weight: Annotated[
+        float | None, typer.Option(help="Weight of the optional preservation term on the data's preserve images (0 = off, the authors' objective).")
+    ] = None,
     weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay.")] = None,
     max_grad_norm: Annotated[float | None, typer.Option(help="Gradient-norm clip.")] = None,
     mixed_precision: Annotated[str | None, typer.Option(help="fp16, bf16 or no (GPU only).")] = None,
@@ -116,6 +120,7 @@ def train_duo_cmd(
         "independent_timesteps": None if shared_timesteps is None else not shared_timesteps,
         "conditioning": conditioning,
         "prior_timestep": prior_timestep,
+        "preserve_weight": preserve_weight,
         "weight_decay": weight_decay,
         "max_grad_norm": max_grad_norm,
         "mixed_precision": mixed_precision,

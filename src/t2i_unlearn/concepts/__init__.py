@@ -40,6 +40,13 @@ class PromptPair(_Strict):
         return self.negative if self.negative is not None else self.unsafe
 
 
+class PreservePrompt(_Strict):
+    """A prompt for what must stay drawn (a close concept), and how many base-model images to draw with it."""
+
+    prompt: str = Field(min_length=1)
+    count: int = Field(default=1, ge=0)
+
+
 class JudgeSpec(_Strict):
     """Which judge decides that an image shows the concept, and how."""
 
@@ -75,6 +82,11 @@ class ConceptSpec(_Strict):
     sdedit: SDEditSpec = Field(default_factory=SDEditSpec)
     max_attempts: int = Field(default=10, ge=1, description="Cap on draws per accepted image (unsafe draws, and safe edits per unsafe image).")
     sub_concepts: dict[str, ConceptSpec] = Field(default_factory=dict)
+    preserve: list[PreservePrompt] = Field(
+        default_factory=list,
+        description="Optional: prompts of what must stay (close concepts); `data pairs` draws them with the base model "
+        "(images the judge flags are redrawn) for DUO's optional preservation term (`preserve_weight`).",
+    )
 
     @field_validator("name")
     @classmethod

@@ -6,17 +6,20 @@ Layout of a pair folder ``D``::
     D/safe/000012.png       its safe twin
     D/metadata.jsonl        one row per image (``file_name`` + fields), two rows per pair
     D/manifest.json         what made the folder: command, concept spec, model, judge, acceptance rates
+    D/preserve/000003.png   optional: an image of what must stay (the concept spec's ``preserve`` prompts)
     D/.pairs/000012.json    the record of each finished pair (hidden: image folder readers skip it)
+    D/.pairs/preserve-000003.json   the record of each preserve image
 
 ``datasets.load_dataset("imagefolder", data_dir=D)`` yields one example per image with the columns
-``pair_id`` and ``role`` (``unsafe`` / ``safe``); grouping by ``pair_id`` gives the pairs. Both rows
-of a pair carry the pair's prompts, so either row alone says what the pair is.
+``pair_id`` and ``role`` (``unsafe`` / ``safe`` / ``preserve``); grouping by ``pair_id`` gives the
+pairs. Both rows of a pair carry the pair's prompts, so either row alone says what the pair is.
+Preserve rows have no ``pair_id`` (null) but a ``preserve_id`` and their ``prompt``.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,7 @@ from t2i_unlearn.errors import UserError
 METADATA = "metadata.jsonl"
 RECORDS = ".pairs"
 ROLES = ("unsafe", "safe")
+PRESERVE = "preserve"
 
 
 @dataclass
@@ -35,7 +39,9 @@ class PairData:
 
     ``unsafe`` and ``safe`` are ``uint8 [N, H, W, 3]``; row ``i`` of each is pair ``pair_ids[i]``;
     ``unsafe_prompts`` / ``safe_prompts`` are the pairs' prompts; ``data_hash`` is the SHA-256 of
-    ``metadata.jsonl`` and every image (what a model card cites).
+    ``metadata.jsonl`` and every image (what a model card cites). ``preserve`` holds the folder's
+    preserve images (``uint8 [M, H, W, 3]``, ``None`` when it has none) and ``preserve_prompts``
+    their prompts.
     """
 
     unsafe: np.ndarray
@@ -45,6 +51,8 @@ class PairData:
     safe_prompts: list[str]
     data_hash: str
     root: Path
+    preserve: np.ndarray | None = None
+    preserve_prompts: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.pair_ids)
@@ -67,12 +75,23 @@ def image_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def preserve_row(record: dict[str, Any]) -> dict[str, Any]:
+    """The ``metadata.jsonl`` row of one preserve-image record (``preserve_id``, ``prompt``, ``seed`` ...)."""
+    return {"file_name": f"{PRESERVE}/{record['preserve_id']:06d}.png", "role": PRESERVE, **record}
+
+
 def write_metadata(root: Path) -> Path:
-    """Rewrite ``metadata.jsonl`` (atomically) from the finished pair records under ``root/.pairs``."""
+    """Rewrite ``metadata.jsonl`` (atomically) from the finished records under ``root/.pairs``.
+
+    Every row gets the union of all rows' columns (missing ones null), as an image folder's schema requires.
+    """
     from t2i_unlearn.utils.io import atomic_write_text
 
     records = [json.loads(p.read_text()) for p in sorted((root / RECORDS).glob("[0-9]*.json"))]
-    lines = [json.dumps(row, sort_keys=True) for rec in records for row in image_rows(rec)]
+    rows = [row for rec in records for row in image_rows(rec)]
+    rows += [preserve_row(json.loads(p.read_text())) for p in sorted((root / RECORDS).glob(f"{PRESERVE}-[0-9]*.json"))]
+    columns = sorted({k for row in rows for k in row})
+    lines = [json.dumps({k: row.get(k) for k in columns}, sort_keys=True) for row in rows]
     return atomic_write_text(root / METADATA, "".join(line + "\n" for line in lines))
 
 
@@ -98,16 +117,20 @@ def load_pairs(root: str | Path) -> PairData:
     if not meta.is_file():
         raise UserError(f"{root} has no {METADATA}; make pair data with 't2i-unlearn data pairs'")
     pairs: dict[int, dict[str, dict[str, Any]]] = {}
+    preserve_rows: list[dict[str, Any]] = []
     for n, line in enumerate(meta.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
+            if row.get("role") == PRESERVE and "file_name" in row:
+                preserve_rows.append(row)
+                continue
             pid, role, _ = int(row["pair_id"]), row["role"], row["file_name"]
         except (ValueError, KeyError, TypeError) as exc:
             raise UserError(f"{meta} line {n}: not a pair row (needs file_name, pair_id, role)") from exc
         if role not in ROLES:
-            raise UserError(f"{meta} line {n}: role must be unsafe or safe, got {role!r}")
+            raise UserError(f"{meta} line {n}: role must be unsafe, safe or preserve, got {role!r}")
         pairs.setdefault(pid, {})[role] = row
     if not pairs:
         raise UserError(f"{meta} lists no pairs")
@@ -137,10 +160,21 @@ def load_pairs(root: str | Path) -> PairData:
         row = pairs[pid]["unsafe"]
         up.append(row.get("unsafe_prompt") or row.get("prompt") or "")
         sp.append(pairs[pid]["safe"].get("safe_prompt") or pairs[pid]["safe"].get("prompt") or "")
+    keep, keep_prompts = [], []
+    for row in preserve_rows:
+        path = root / row["file_name"]
+        if not path.is_file():
+            raise UserError(f"preserve image {path} does not exist")
+        image = _read_image(path)
+        if image.shape != size:
+            raise UserError(f"preserve image {path} is {image.shape[:2]} but the pairs are {size[:2]}; all images must share one size")
+        keep.append(image)
+        keep_prompts.append(row.get("prompt") or "")
+        digest.append(sha256_file(path))
     import hashlib
 
     data_hash = hashlib.sha256("".join(digest).encode()).hexdigest()
-    return PairData(np.stack(unsafe), np.stack(safe), ids, up, sp, data_hash, root)
+    return PairData(np.stack(unsafe), np.stack(safe), ids, up, sp, data_hash, root, np.stack(keep) if keep else None, keep_prompts)
 
 
 def write_pair_folder(root: str | Path, unsafe: np.ndarray, safe: np.ndarray, unsafe_prompts: list[str], safe_prompts: list[str], **fields: Any) -> Path:

@@ -9,6 +9,11 @@ For pair ``k`` (its prompts from the concept's plan):
    the next seed, at most ``max_attempts`` times;
 3. write both images and the pair's record atomically, then refresh ``metadata.jsonl``.
 
+If the spec lists ``preserve`` prompts, each is drawn ``count`` times by the same model (seed
+``preserve_seed(seed, i, attempt)``), redrawn while the judge flags the concept, and written as
+``preserve/000003.png`` (role ``preserve``): images of what must stay, for DUO's optional
+preservation term.
+
 Seeds are a function of (seed, pair, attempt), so an interrupted run that starts again skips the
 finished pairs and makes exactly the pairs the uninterrupted run would have made.
 """
@@ -24,7 +29,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from t2i_unlearn.concepts import ConceptSpec, PromptPair
-from t2i_unlearn.data import RECORDS, write_metadata
+from t2i_unlearn.data import PRESERVE, RECORDS, write_metadata
 from t2i_unlearn.errors import UserError
 from t2i_unlearn.judges import Judge
 
@@ -39,6 +44,11 @@ def unsafe_seed(seed: int, pair: int, attempt: int) -> int:
 def safe_seed(seed: int, pair: int, attempt: int) -> int:
     """Seed of safe edit ``attempt`` for pair ``pair`` (a stream apart from the unsafe draws)."""
     return (seed * 1_000_003 + pair * 1009 + attempt + 500) % (2**31)
+
+
+def preserve_seed(seed: int, index: int, attempt: int) -> int:
+    """Seed of draw ``attempt`` of preserve image ``index`` (a stream apart from the pairs')."""
+    return (seed * 1_000_003 + index * 1009 + attempt + 750) % (2**31) + 2**30
 
 
 def img2img_pipeline(pipe: Any) -> Any:
@@ -184,9 +194,50 @@ class _PairMaker:
             write_metadata(self.out)
         return made
 
+    def make_preserve(self, plan: list[tuple[int, str]]) -> int:
+        """Draw the preserve images of ``plan`` (``(index, prompt)``), keep those the judge clears; returns how many."""
+        from t2i_unlearn.models import generate_images
+        from t2i_unlearn.utils.io import atomic_save_image, atomic_write_json
+
+        g = self.spec.generation
+        pending, made = list(plan), 0
+        for attempt in range(self.spec.max_attempts):
+            if not pending:
+                break
+            seeds = [preserve_seed(self.seed, i, attempt) for i, _ in pending]
+            images = generate_images(self.pipe, [p for _, p in pending], seeds, steps=g.steps, guidance=g.guidance, height=g.height, width=g.width)
+            flagged, scores = self.judge.flags(images)
+            flagged = flagged if self.filtering else np.zeros(len(images), dtype=bool)
+            self.counts["preserve_draws"] = self.counts.get("preserve_draws", 0) + len(pending)
+            still = []
+            for j, (i, prompt) in enumerate(pending):
+                if flagged[j]:
+                    still.append((i, prompt))
+                    continue
+                atomic_save_image(self.out / PRESERVE / f"{i:06d}.png", images[j])
+                record = {"preserve_id": i, "concept": self.spec.name, "prompt": prompt, "seed": seeds[j], "steps": g.steps, "guidance": g.guidance,
+                          "sampler": self.sampler, "judge_score": float(scores[j]), "attempts": attempt + 1}  # fmt: skip
+                atomic_write_json(self.out / RECORDS / f"{PRESERVE}-{i:06d}.json", record)
+                made += 1
+            pending = still
+        for i, prompt in pending:
+            logger.warning("preserve image %d (%r): the judge flagged every draw within %d attempts; skipped", i, prompt, self.spec.max_attempts)
+        if made:
+            write_metadata(self.out)
+        return made
+
 
 def _settings(spec: ConceptSpec, model: str, num_pairs: int, seed: int) -> dict[str, Any]:
-    return {"model": model, "concept": spec.model_dump(mode="json"), "num_pairs": num_pairs, "seed": seed}
+    concept = spec.model_dump(mode="json")
+    if not concept["preserve"]:
+        del concept["preserve"]  # folders made before specs had preserve prompts stay resumable
+    return {"model": model, "concept": concept, "num_pairs": num_pairs, "seed": seed}
+
+
+def preserve_plan(spec: ConceptSpec) -> list[tuple[int, str]]:
+    """``(index, prompt)`` of every preserve image the spec asks for, each prompt ``count`` times in order."""
+    prompts = [p.prompt for p in spec.preserve for _ in range(p.count)]
+    return list(enumerate(prompts))
 
 
 def generate_pairs(
@@ -231,9 +282,12 @@ def generate_pairs(
 
     done = {int(p.stem) for p in (out / RECORDS).glob("[0-9]*.json")}
     todo = [(k, p) for k, p in enumerate(plan) if k not in done]
+    kept = {int(p.stem.split("-")[1]) for p in (out / RECORDS).glob(f"{PRESERVE}-[0-9]*.json")}
+    keep_todo = [(i, p) for i, p in preserve_plan(concept) if i not in kept]
     judge = build_judge(concept.judge, model)  # type: ignore[arg-type]
     stats: dict[str, Any] = {"requested": len(plan), "already_done": len(done)}
-    if todo:
+    maker: _PairMaker | None = None
+    if todo or keep_todo:
         logger.info("%d of %d pairs to make (%d already done)", len(todo), len(plan), len(done))
         pipe = load_pipeline(model, device=device, dtype=dtype or torch.float32)
         maker = _PairMaker(pipe, judge, concept, seed, out)
@@ -245,10 +299,14 @@ def generate_pairs(
             c = maker.counts
             bar.set_postfix(unsafe_acc=f"{c['unsafe_kept'] / max(c['unsafe_draws'], 1):.2f}", safe_acc=f"{c['safe_kept'] / max(c['safe_draws'], 1):.2f}")
         bar.close()
+        for i in range(0, len(keep_todo), batch_size):
+            maker.make_preserve(keep_todo[i : i + batch_size])
         stats.update(maker.counts)
-        stats["unsafe_acceptance"] = maker.counts["unsafe_kept"] / max(maker.counts["unsafe_draws"], 1)
-        stats["safe_acceptance"] = maker.counts["safe_kept"] / max(maker.counts["safe_draws"], 1)
+        if todo:
+            stats["unsafe_acceptance"] = maker.counts["unsafe_kept"] / max(maker.counts["unsafe_draws"], 1)
+            stats["safe_acceptance"] = maker.counts["safe_kept"] / max(maker.counts["safe_draws"], 1)
     stats["pairs"] = len(list((out / RECORDS).glob("[0-9]*.json")))
+    stats["preserve_images"] = len(list((out / RECORDS).glob(f"{PRESERVE}-[0-9]*.json")))
     if stats["pairs"] == 0:
         raise UserError(f"no pair passed the judge within {concept.max_attempts} attempts; check the concept's prompts and judge")
     write_metadata(out)
@@ -258,7 +316,7 @@ def generate_pairs(
         settings,
         inputs={"model": resolve_model(model)},
         judge=judge.info(),
-        sampler=_sampler_name(model) if not todo else maker.sampler,
+        sampler=maker.sampler if maker is not None else _sampler_name(model),
         runs=[*previous, stats],
         pairs=stats["pairs"],
     )

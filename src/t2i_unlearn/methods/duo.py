@@ -103,6 +103,11 @@ class DUOConfig:
     """SD3 (rectified flow): noise levels u ~ U[flow_u_min, flow_u_max] per image; the prior term uses u = 1."""
     flow_u_max: float = 0.75
     """See flow_u_min."""
+    preserve_weight: float = 0.0
+    """Weight of the optional preservation term (our extension; 0 = the authors' objective): mean squared
+    difference between policy and reference predictions on the pair folder's preserve images (the concept
+    spec's ``preserve`` prompts, e.g. a close concept), noised at t ~ U[0, t_max) and conditioned like the
+    pairs (empty prompt, or the image's own prompt with ``conditioning: prompt``)."""
     sample_latents: bool = True
     """Draw z from the VAE's latent distribution at every step (authors: a fresh VAE sample); False uses its mean."""
 
@@ -172,6 +177,7 @@ class DUOConfig:
             (self.checkpoint_every >= 1 and self.log_every >= 1, "checkpoint_every and log_every must be at least 1"),
             (self.keep_checkpoints >= 1, "keep_checkpoints must be at least 1"),
             (self.effective_lr > 0, "the learning rate must be positive"),
+            (self.preserve_weight >= 0, "preserve_weight must not be negative"),
         ]
         for ok, message in checks:
             if not ok:
@@ -606,6 +612,15 @@ def train_duo(
     empty = ops.encode_prompts([""], dev)
     if config.conditioning == "prompt":
         prompt_cond = ops.encode_prompts(pairs.unsafe_prompts, dev)
+    use_keep = config.preserve_weight > 0
+    if use_keep:
+        if pairs.preserve is None:
+            raise UserError(
+                f"preserve_weight is {config.preserve_weight} but {pairs.root} has no preserve images; "
+                "add `preserve:` prompts to the concept spec and rerun 'data pairs'"
+            )
+        keep_mean, keep_std = encode_latents(pipe.vae, pairs.preserve, dev)
+        keep_cond = ops.encode_prompts(pairs.preserve_prompts, dev) if config.conditioning == "prompt" else None
     for name in ("text_encoder", "text_encoder_2", "text_encoder_3", "vae"):
         part = getattr(pipe, name, None)
         if part is not None:
@@ -666,6 +681,12 @@ def train_duo(
         t_unsafe = ops.sample_t(gen, config.batch_size) if config.independent_timesteps else t_safe.clone()
         prior_noise = torch.randn(shape, generator=gen)
         idx, noise, n_safe, n_unsafe, t_safe, t_unsafe, prior_noise = (v[lo:hi] for v in (idx, noise, n_safe, n_unsafe, t_safe, t_unsafe, prior_noise))
+        if use_keep:
+            # drawn after everything else, so runs without the term see the same numbers as before
+            k_idx = torch.randint(len(keep_mean), (config.batch_size,), generator=gen)
+            k_noise, k_sample = torch.randn(shape, generator=gen), torch.randn(shape, generator=gen)
+            t_keep = ops.sample_t(gen, config.batch_size)
+            k_idx, k_noise, k_sample, t_keep = (v[lo:hi] for v in (k_idx, k_noise, k_sample, t_keep))
 
         scale = 1.0 if config.sample_latents else 0.0
         z_safe = (safe_mean[idx] + scale * safe_std[idx] * n_safe).to(dev)
@@ -675,10 +696,15 @@ def train_duo(
 
         x = torch.cat([ops.noisy(z_safe, noise, t_safe), ops.noisy(z_unsafe, noise, t_unsafe), prior_noise])
         t = torch.cat([t_safe, t_unsafe, t_prior])
-        pair_cond = (
-            _index_cond(prompt_cond, idx.to(dev)) if config.conditioning == "prompt" else _index_cond(empty, torch.zeros(local, dtype=torch.long, device=dev))
-        )
-        cond = _cat_cond(pair_cond, pair_cond, _index_cond(empty, torch.zeros(local, dtype=torch.long, device=dev)))
+        empty_local = _index_cond(empty, torch.zeros(local, dtype=torch.long, device=dev))
+        pair_cond = _index_cond(prompt_cond, idx.to(dev)) if config.conditioning == "prompt" else empty_local
+        cond = _cat_cond(pair_cond, pair_cond, empty_local)
+        if use_keep:
+            z_keep = (keep_mean[k_idx] + scale * keep_std[k_idx] * k_sample).to(dev)
+            t_keep = t_keep.to(dev)
+            x = torch.cat([x, ops.noisy(z_keep, k_noise.to(dev), t_keep)])
+            t = torch.cat([t, t_keep])
+            cond = _cat_cond(cond, _index_cond(keep_cond, k_idx.to(dev)) if keep_cond is not None else empty_local)
         cond = {k: v.to(weight_dtype) for k, v in cond.items()}
         x_in = x.to(weight_dtype)
         target = torch.cat([ops.target(z_safe, noise, t_safe), ops.target(z_unsafe, noise, t_unsafe)]).float()
@@ -696,11 +722,14 @@ def train_duo(
         err = (pred[: 2 * local] - target).pow(2).mean(dim=dims)
         ref_err = (ref[: 2 * local] - target).pow(2).mean(dim=dims)
         dpo = dpo_unlearning_loss(err[:local], err[local:], ref_err[:local], ref_err[local:], config.beta)
-        prior = output_preserving_loss(pred[2 * local :], ref[2 * local :])
+        prior = output_preserving_loss(pred[2 * local : 3 * local], ref[2 * local : 3 * local])
         loss = dpo + lam * prior
+        keep = output_preserving_loss(pred[3 * local :], ref[3 * local :]) if use_keep else torch.zeros((), device=dev)
+        if use_keep:
+            loss = loss + config.preserve_weight * keep
         acc = implicit_accuracy(err[:local], err[local:], ref_err[:local], ref_err[local:])
 
-        parts = accelerator.reduce(torch.stack([loss.detach(), dpo.detach(), prior.detach(), acc]).float(), reduction="mean")
+        parts = accelerator.reduce(torch.stack([loss.detach(), dpo.detach(), prior.detach(), acc, keep.detach()]).float(), reduction="mean")
         if not torch.isfinite(parts).all():
             bar.close()
             log.close()
@@ -723,6 +752,8 @@ def train_duo(
                 "implicit_acc": parts[3].item(),
                 "lr": config.effective_lr,
             }
+            if use_keep:
+                row["preserve"] = parts[4].item()
             if grad_norm is not None:
                 row["grad_norm"] = float(grad_norm)
             row["elapsed_s"] = time.perf_counter() - t0
