@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/duo_toy"))
     parser.add_argument("--num-pairs", type=int, default=None)
     parser.add_argument("--n", type=int, default=200, help="images per prompt group")
+    parser.add_argument("--concept", default="toy_striped", help="concept preset or YAML file (its pairs and preserve images)")
     parser.add_argument("--config", default="toy")
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a DUO setting (YAML value), e.g. --set beta=50")
@@ -51,7 +52,7 @@ def main() -> None:
     timings = {}
     t = time.perf_counter()
     pairs = args.out / "pairs"
-    stats = generate_pairs(args.world, load_concept("toy_striped"), pairs, num_pairs=args.num_pairs, seed=0)
+    stats = generate_pairs(args.world, load_concept(args.concept), pairs, num_pairs=args.num_pairs, seed=0)
     timings["pairs_s"] = time.perf_counter() - t
     t = time.perf_counter()
     import yaml
