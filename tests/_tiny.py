@@ -41,13 +41,54 @@ def _vae(latent_channels: int = 4, **kwargs):
     )
 
 
+def sdxl_unet(cross_attention_dim: int = 64, pooled_dim: int = 32, transformer_layers: tuple[int, int] = (1, 1)):
+    """A tiny SDXL UNet; ``cross_attention_dim`` = the two text encoders' widths summed, ``pooled_dim`` = the second's projection."""
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        transformer_layers_per_block=transformer_layers,
+        projection_class_embeddings_input_dim=8 * 6 + pooled_dim,
+        cross_attention_dim=cross_attention_dim,
+        norm_num_groups=8,
+    )
+
+
+def sd3_transformer(num_layers: int = 1, joint_attention_dim: int = 32, pooled_projection_dim: int = 64, **extra):
+    """A tiny SD3 MMDiT; ``extra`` passes SD3.5 options (``dual_attention_layers``, ``qk_norm``)."""
+    from diffusers import SD3Transformer2DModel
+
+    return SD3Transformer2DModel(
+        sample_size=16,
+        patch_size=1,
+        in_channels=4,
+        num_layers=num_layers,
+        attention_head_dim=8,
+        num_attention_heads=4,
+        caption_projection_dim=32,
+        joint_attention_dim=joint_attention_dim,
+        pooled_projection_dim=pooled_projection_dim,
+        out_channels=4,
+        **extra,
+    )
+
+
 def build_tiny(family: str, tokenizer_dir: Path, out: Path, prediction_type: str = "epsilon") -> Path:
     """Save a tiny random pipeline of ``family`` (sd, sdxl, sd3) to ``out``; 32x32 images, 16x16 latents."""
     from diffusers import (
         DDIMScheduler,
         EulerDiscreteScheduler,
         FlowMatchEulerDiscreteScheduler,
-        SD3Transformer2DModel,
         StableDiffusion3Pipeline,
         StableDiffusionPipeline,
         StableDiffusionXLPipeline,
@@ -84,23 +125,7 @@ def build_tiny(family: str, tokenizer_dir: Path, out: Path, prediction_type: str
             requires_safety_checker=False,
         )
     elif family == "sdxl":
-        unet = UNet2DConditionModel(
-            block_out_channels=(16, 32),
-            layers_per_block=1,
-            sample_size=16,
-            in_channels=4,
-            out_channels=4,
-            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-            attention_head_dim=(2, 4),
-            use_linear_projection=True,
-            addition_embed_type="text_time",
-            addition_time_embed_dim=8,
-            transformer_layers_per_block=(1, 1),
-            projection_class_embeddings_input_dim=8 * 6 + 32,
-            cross_attention_dim=64,
-            norm_num_groups=8,
-        )
+        unet = sdxl_unet()
         sched = EulerDiscreteScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, prediction_type=prediction_type)
         pipe = StableDiffusionXLPipeline(
             vae=_vae(),
@@ -112,18 +137,7 @@ def build_tiny(family: str, tokenizer_dir: Path, out: Path, prediction_type: str
             scheduler=sched,
         )
     elif family == "sd3":
-        transformer = SD3Transformer2DModel(
-            sample_size=16,
-            patch_size=1,
-            in_channels=4,
-            num_layers=1,
-            attention_head_dim=8,
-            num_attention_heads=4,
-            caption_projection_dim=32,
-            joint_attention_dim=32,
-            pooled_projection_dim=64,
-            out_channels=4,
-        )
+        transformer = sd3_transformer()
         pipe = StableDiffusion3Pipeline(
             transformer=transformer,
             scheduler=FlowMatchEulerDiscreteScheduler(),

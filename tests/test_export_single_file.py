@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from t2i_unlearn.adapters import add_lora, default_targets, denoiser, export_pipeline, save_lora
 from t2i_unlearn.single_file import single_file_problem
 from t2i_unlearn.toy.world import shipped_world
-from tests._tiny import _clip_config, _vae, build_tiny
+from tests._tiny import _clip_config, _vae, build_tiny, sd3_transformer, sdxl_unet
 
 PIPELINES = {"sd": "StableDiffusionPipeline", "sdxl": "StableDiffusionXLPipeline", "sd3": "StableDiffusion3Pipeline"}
 # what each family's file may hold, by top-level prefix
@@ -43,28 +43,12 @@ def _tokenizer():
 
 def _tiny_sdxl(out: Path) -> Path:
     """SDXL with CLIP-L width 32 and a "bigG" of width 48 whose projection (40) differs from its width."""
-    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     torch.manual_seed(0)
     tok = _tokenizer()
-    unet = UNet2DConditionModel(
-        block_out_channels=(16, 32),
-        layers_per_block=1,
-        sample_size=16,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=(2, 4),
-        use_linear_projection=True,
-        addition_embed_type="text_time",
-        addition_time_embed_dim=8,
-        transformer_layers_per_block=(1, 2),
-        projection_class_embeddings_input_dim=8 * 6 + 40,
-        cross_attention_dim=32 + 48,
-        norm_num_groups=8,
-    )
+    unet = sdxl_unet(cross_attention_dim=32 + 48, pooled_dim=40, transformer_layers=(1, 2))
     pipe = StableDiffusionXLPipeline(
         vae=_vae(),
         text_encoder=CLIPTextModel(_clip_config(tok, hidden=32)),
@@ -80,7 +64,7 @@ def _tiny_sdxl(out: Path) -> Path:
 
 def _tiny_sd3(out: Path) -> Path:
     """SD3.5-style MMDiT (two blocks, QK-norm, a dual-attention block), CLIP-L 32, CLIP-G 48, T5 96 wide."""
-    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
+    from diffusers import FlowMatchEulerDiscreteScheduler, StableDiffusion3Pipeline
     from transformers import CLIPTextModelWithProjection, T5Config, T5EncoderModel, T5TokenizerFast
 
     torch.manual_seed(0)
@@ -90,20 +74,7 @@ def _tiny_sd3(out: Path) -> Path:
     # and diffusers' single-file loader sets the identity: give the tiny model the same.
     with torch.no_grad():
         clip_l.text_projection.weight.copy_(torch.eye(32))
-    transformer = SD3Transformer2DModel(
-        sample_size=16,
-        patch_size=1,
-        in_channels=4,
-        num_layers=2,
-        attention_head_dim=8,
-        num_attention_heads=4,
-        caption_projection_dim=32,
-        joint_attention_dim=96,
-        pooled_projection_dim=32 + 48,
-        out_channels=4,
-        dual_attention_layers=(0,),
-        qk_norm="rms_norm",
-    )
+    transformer = sd3_transformer(num_layers=2, joint_attention_dim=96, pooled_projection_dim=32 + 48, dual_attention_layers=(0,), qk_norm="rms_norm")
     pipe = StableDiffusion3Pipeline(
         transformer=transformer,
         scheduler=FlowMatchEulerDiscreteScheduler(),
