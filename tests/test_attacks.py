@@ -90,6 +90,18 @@ def test_require_text_encoder_is_one_line():
         require_text_encoder(NoEncoder(), "ring_a_bell")
 
 
+@pytest.mark.parametrize("family", ["sdxl", "sd3"])
+def test_attacks_refuse_sdxl_and_sd3_in_one_line(quick_world: Path, tiny_concept: Path, tmp_path: Path, family: str):
+    from tests._tiny import build_tiny
+
+    model = build_tiny(family, quick_world / "pipeline" / "tokenizer", tmp_path / family)
+    for name in ("ring_a_bell", "p4d"):
+        res = run_cli("attack", name, "--model", str(model), "--concept", str(tiny_concept), "--out", str(tmp_path / name), "--iterations", "1")
+        assert res.returncode == 2, (name, res.stderr)
+        assert res.stderr.startswith("error: ") and len(res.stderr.strip().splitlines()) == 1, (name, res.stderr)
+        assert "SD 1.x/2.x" in res.stderr and not (tmp_path / name).exists()
+
+
 def test_sampled_onehot_draws_from_theta_and_clips_gradient():
     from t2i_unlearn.attacks.unlearndiff import sampled_onehot
 
@@ -197,6 +209,19 @@ def test_attack_set_replays_in_eval(quick_world: Path, tiny_concept: Path, tmp_p
     results = evaluate(str(quick_world), "toy_striped", tmp_path / "run", attacks=[str(path)], limit=1, steps=2, cache_dir=tmp_path / "cache", report=False)
     replayed = results["prompt_sets"]["attack:concept_inversion"]
     assert replayed["format"] == "attack" and replayed["n_images"] == 1
+
+    # a learned token only replays on a model with the same text encoder: elsewhere one clear error
+    from t2i_unlearn.evaluation.prompts import load_prompt_set
+    from t2i_unlearn.evaluation.runner import _load_attack_embeddings
+    from t2i_unlearn.models import load_pipeline
+    from tests._tiny import build_tiny
+
+    ps = load_prompt_set(path)
+    tok = quick_world / "pipeline" / "tokenizer"
+    for family, message in (("sd", "width"), ("sdxl", "cannot replay"), ("sd3", "cannot load textual-inversion")):
+        pipe = load_pipeline(str(build_tiny(family, tok, tmp_path / family)))
+        with pytest.raises(UserError, match=message):
+            _load_attack_embeddings(pipe, ps)
 
 
 def test_cli_attack_and_errors(quick_world: Path, tiny_concept: Path, tmp_path: Path):

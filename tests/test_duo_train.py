@@ -249,3 +249,107 @@ def test_preserve_term_keeps_preserve_images(quick_world: Path, tmp_path: Path) 
     images = load_pairs(data).preserve
     d_kept, d_free = _deviation(quick_world, kept, images), _deviation(quick_world, free, images)
     assert d_kept < 0.7 * d_free  # measured: 0.47
+
+
+def test_every_config_field_has_a_cli_flag(monkeypatch, tmp_path: Path) -> None:
+    """``train duo`` has a flag for each DUOConfig field, and each flag reaches its field."""
+    import dataclasses
+
+    from typer.testing import CliRunner
+
+    from t2i_unlearn.cli import app
+
+    flags = {
+        "beta": (["--beta", "250"], 250.0),
+        "base_lr": (["--base-lr", "2e-4"], 2e-4),
+        "base_lambda": (["--base-lambda", "3e5"], 3e5),
+        "lr": (["--lr", "5e-4"], 5e-4),
+        "prior_weight": (["--prior-weight", "7.0"], 7.0),
+        "t_max": (["--t-max", "500"], 500),
+        "independent_timesteps": (["--shared-timesteps"], False),
+        "prior_timestep": (["--prior-timestep", "900"], 900),
+        "conditioning": (["--conditioning", "prompt"], "prompt"),
+        "flow_u_min": (["--flow-u-min", "0.01"], 0.01),
+        "flow_u_max": (["--flow-u-max", "0.9"], 0.9),
+        "preserve_weight": (["--preserve-weight", "3"], 3.0),
+        "sample_latents": (["--mean-latents"], False),
+        "rank": (["--rank", "8"], 8),
+        "alpha": (["--alpha", "16"], 16.0),
+        "init_lora_weights": (["--init-lora-weights", "default"], "default"),
+        "target_modules": (["--target", "to_q", "--target", "to_v"], ["to_q", "to_v"]),
+        "max_steps": (["--max-steps", "7"], 7),
+        "batch_size": (["--batch-size", "3"], 3),
+        "adam_beta1": (["--adam-beta1", "0.8"], 0.8),
+        "adam_beta2": (["--adam-beta2", "0.99"], 0.99),
+        "weight_decay": (["--weight-decay", "0.05"], 0.05),
+        "adam_epsilon": (["--adam-epsilon", "1e-6"], 1e-6),
+        "max_grad_norm": (["--max-grad-norm", "0.5"], 0.5),
+        "lr_scheduler": (["--lr-scheduler", "constant"], "constant"),
+        "seed": (["--seed", "5"], 5),
+        "mixed_precision": (["--mixed-precision", "bf16"], "bf16"),
+        "gradient_checkpointing": (["--gradient-checkpointing"], True),
+        "checkpoint_every": (["--checkpoint-every", "9"], 9),
+        "keep_checkpoints": (["--keep-checkpoints", "4"], 4),
+        "log_every": (["--log-every", "2"], 2),
+        "report_to": (["--report-to", "jsonl"], ["jsonl"]),
+    }
+    assert set(flags) == {f.name for f in dataclasses.fields(DUOConfig)}
+    seen = {}
+    monkeypatch.setattr(duo, "train_duo_concept", lambda model, data, out, cfg, **kw: seen.setdefault("cfg", cfg) and [])
+    args = ["train", "duo", "--model", "toy", "--data", str(tmp_path), "--out", str(tmp_path / "o")]
+    for flag_args, _ in flags.values():
+        args += flag_args
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    for name, (_, value) in flags.items():
+        assert getattr(seen["cfg"], name) == value, name
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_shared_or_independent_timesteps(monkeypatch, quick_world: Path, pairs: Path, tmp_path: Path, shared: bool) -> None:
+    """``--shared-timesteps`` gives both images of a pair one t; the default draws one per image."""
+    seen = []
+    make_ops = duo._family_ops
+
+    def spy(pipe, config):
+        ops = make_ops(pipe, config)
+        forward = ops.forward
+
+        def recording(net, x, t, cond):
+            seen.append(t.detach().cpu().clone())
+            return forward(net, x, t, cond)
+
+        ops.forward = recording
+        return ops
+
+    monkeypatch.setattr(duo, "_family_ops", spy)
+    train_duo(str(quick_world), pairs, tmp_path / "run", _cfg(max_steps=2, batch_size=4, independent_timesteps=not shared))
+    assert len(seen) == 4  # reference + policy call per step
+    for t in seen:
+        safe, unsafe, prior = t[:4], t[4:8], t[8:]
+        assert (prior == 999).all() and (t[:8] < 750).all()
+        assert torch.equal(safe, unsafe) == shared
+
+
+def test_tensorboard_log_matches_jsonl(quick_world: Path, pairs: Path, tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = train_duo(str(quick_world), pairs, tmp_path / "run", _cfg(max_steps=2, report_to=["jsonl", "tensorboard"]))
+    rows = [json.loads(line) for line in (out / "logs.jsonl").read_text().splitlines()][1:]
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    assert {"loss", "dpo", "prior", "implicit_acc", "lr"} <= set(events.Tags()["scalars"])
+    for key in ("loss", "dpo", "implicit_acc"):
+        logged = [(e.step, e.value) for e in events.Scalars(key)]
+        assert logged == [(r["step"], pytest.approx(r[key], rel=1e-6)) for r in rows], key
+
+
+def test_lora_init_choices(quick_world: Path, pairs: Path, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="init_lora_weights"):
+        _cfg(init_lora_weights="pissa").validate()  # would edit the base weights: no reference left
+    runs = {init: train_duo(str(quick_world), pairs, tmp_path / init, _cfg(max_steps=1, init_lora_weights=init)) for init in ("gaussian", "default")}
+    a = {init: load_file(str(out / LORA)) for init, out in runs.items()}
+    key = next(k for k in a["gaussian"] if k.endswith("lora_A.weight"))
+    # gaussian: A ~ N(0, 1/rank) (std 0.25 at rank 4); peft's default: Kaiming-uniform, much smaller at these widths
+    assert a["gaussian"][key].std().item() == pytest.approx(0.25, rel=0.2)
+    assert a["default"][key].abs().max().item() < a["gaussian"][key].std().item()

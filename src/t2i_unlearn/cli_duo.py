@@ -90,13 +90,24 @@ def train_duo_cmd(
     preserve_weight: Annotated[
         float | None, typer.Option(help="Weight of the optional preservation term on the data's preserve images (0 = off, the authors' objective).")
     ] = None,
+    sample_latents: Annotated[
+        bool | None, typer.Option("--sample-latents/--mean-latents", help="Draw a VAE latent sample every step (authors), or use its mean.")
+    ] = None,
+    flow_u_min: Annotated[float | None, typer.Option(help="SD3: lowest noise level u of the pair inputs.")] = None,
+    flow_u_max: Annotated[float | None, typer.Option(help="SD3: highest noise level u of the pair inputs.")] = None,
+    init_lora_weights: Annotated[str | None, typer.Option(help="LoRA init: gaussian (authors) or default (peft's Kaiming-uniform); B = 0 in both.")] = None,
+    adam_beta1: Annotated[float | None, typer.Option(help="AdamW beta1.")] = None,
+    adam_beta2: Annotated[float | None, typer.Option(help="AdamW beta2.")] = None,
+    adam_epsilon: Annotated[float | None, typer.Option(help="AdamW epsilon.")] = None,
     weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay.")] = None,
+    lr_scheduler: Annotated[str | None, typer.Option(help="Learning-rate schedule (only constant, the authors').")] = None,
     max_grad_norm: Annotated[float | None, typer.Option(help="Gradient-norm clip.")] = None,
     mixed_precision: Annotated[str | None, typer.Option(help="fp16, bf16 or no (GPU only).")] = None,
     gradient_checkpointing: Annotated[
         bool | None, typer.Option("--gradient-checkpointing/--no-gradient-checkpointing", help="Trade compute for memory.")
     ] = None,
     checkpoint_every: Annotated[int | None, typer.Option(help="Checkpoint every N steps.")] = None,
+    keep_checkpoints: Annotated[int | None, typer.Option(help="How many of the latest checkpoints to keep.")] = None,
     log_every: Annotated[int | None, typer.Option(help="Log every N steps.")] = None,
     report_to: Annotated[list[str] | None, typer.Option("--report-to", help="jsonl, tensorboard, wandb (repeat).")] = None,
 ) -> None:
@@ -121,11 +132,20 @@ def train_duo_cmd(
         "conditioning": conditioning,
         "prior_timestep": prior_timestep,
         "preserve_weight": preserve_weight,
+        "sample_latents": sample_latents,
+        "flow_u_min": flow_u_min,
+        "flow_u_max": flow_u_max,
+        "init_lora_weights": init_lora_weights,
+        "adam_beta1": adam_beta1,
+        "adam_beta2": adam_beta2,
+        "adam_epsilon": adam_epsilon,
         "weight_decay": weight_decay,
+        "lr_scheduler": lr_scheduler,
         "max_grad_norm": max_grad_norm,
         "mixed_precision": mixed_precision,
         "gradient_checkpointing": gradient_checkpointing,
         "checkpoint_every": checkpoint_every,
+        "keep_checkpoints": keep_checkpoints,
         "log_every": log_every,
         "report_to": report_to or None,
     }

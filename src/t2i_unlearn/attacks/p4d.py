@@ -100,6 +100,9 @@ def run(ctx: AttackContext, cfg: P4DConfig) -> AttackResult:
                     fired = True
                     break
         bar.update(steps - used)
+        if used == 0:
+            logger.warning("budget used up before prompt %d of %d was optimised", j + 1, len(targets))
+            break
         entry = {"prompt": text, "seed": ctx.seed + j, "source_prompt": ctx.source_prompts[j], "target_prompt": target}
         prompts.append({**entry, "steps": used, "judge_fired": fired})
         logger.info("p4d %d: %d steps, fired=%s, prompt %r", j, used, fired, text)

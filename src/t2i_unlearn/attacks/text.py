@@ -18,10 +18,19 @@ from t2i_unlearn.errors import UserError
 
 
 def require_text_encoder(pipe: Any, attack: str) -> None:
-    """:class:`UserError` unless ``pipe`` has a CLIP-style tokenizer and text encoder (SD 1.x/2.x)."""
+    """:class:`UserError` unless ``pipe`` is an SD 1.x/2.x pipeline: one CLIP tokenizer and text encoder, a UNet.
+
+    SDXL and SD3 condition on two or three text encoders (and pooled embeddings), which the attacks do
+    not optimise; attack sets found on an SD 1.x/2.x model still replay on them through ``eval``.
+    """
     te = getattr(pipe, "text_encoder", None)
     if te is None or getattr(pipe, "tokenizer", None) is None:
         raise UserError(f"{attack} needs a model with a text encoder and tokenizer; {type(pipe).__name__} has none")
+    if getattr(pipe, "text_encoder_2", None) is not None or getattr(pipe, "unet", None) is None:
+        raise UserError(
+            f"{attack} attacks SD 1.x/2.x models (one CLIP text encoder and a UNet); {type(pipe).__name__} is not one. "
+            "Replay an attack set found on an SD 1.x/2.x model with 'eval --attack' instead"
+        )
     parts = getattr(te, "text_model", te)
     if not all(hasattr(parts, name) for name in ("embeddings", "encoder", "final_layer_norm")):
         raise UserError(f"{attack} supports CLIP text encoders (SD 1.x/2.x); got {type(te).__name__}")

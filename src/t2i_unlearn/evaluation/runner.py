@@ -165,8 +165,19 @@ def _load_attack_embeddings(pipe: Any, ps: PromptSet) -> dict[str, Any] | None:
         return tensors
     if not hasattr(pipe, "load_textual_inversion"):
         raise UserError(f"{type(pipe).__name__} cannot load textual-inversion tokens")
+    if getattr(pipe, "text_encoder_2", None) is not None:
+        raise UserError(
+            f"attack set {ps.name} holds learned token embeddings for one CLIP text encoder; "
+            f"{type(pipe).__name__} has several, so it cannot replay them (prompt-only attack sets replay on any model)"
+        )
+    width = pipe.text_encoder.get_input_embeddings().weight.shape[-1]
     vocab = pipe.tokenizer.get_vocab()
     for token, tensor in tensors.items():
+        if tensor.shape[-1] != width:
+            raise UserError(
+                f"attack set {ps.name}: token {token!r} has width {tensor.shape[-1]}, this model's text encoder {width}; "
+                "learned embeddings replay only on models with the same text encoder"
+            )
         if token not in vocab:
             try:
                 pipe.load_textual_inversion({token: tensor}, token=token)

@@ -117,7 +117,8 @@ class DUOConfig:
     alpha: float = 32.0
     """LoRA alpha (scale alpha / rank = 1)."""
     init_lora_weights: str = "gaussian"
-    """peft init of the LoRA: A ~ N(0, 1/rank), B = 0."""
+    """peft init of the LoRA: ``gaussian`` (authors): A ~ N(0, 1/rank), B = 0; ``default``: peft's
+    Kaiming-uniform A, B = 0. Either starts as the identity, so the frozen base is the reference."""
     target_modules: list[str] | None = None
     """Module names to adapt; None = the family's default (UNet self-attention q/k/v/out; every SD3 attention projection)."""
 
@@ -173,6 +174,7 @@ class DUOConfig:
             (0 < self.flow_u_min < self.flow_u_max <= 1, "need 0 < flow_u_min < flow_u_max <= 1"),
             (self.conditioning in ("empty", "prompt"), "conditioning must be empty or prompt"),
             (self.lr_scheduler == "constant", "only the constant lr_scheduler is implemented"),
+            (self.init_lora_weights in ("gaussian", "default"), "init_lora_weights must be gaussian or default"),
             (self.mixed_precision in ("no", "fp16", "bf16"), "mixed_precision must be no, fp16 or bf16"),
             (self.checkpoint_every >= 1 and self.log_every >= 1, "checkpoint_every and log_every must be at least 1"),
             (self.keep_checkpoints >= 1, "keep_checkpoints must be at least 1"),
@@ -594,7 +596,8 @@ def train_duo(
         if part is not None:
             part.requires_grad_(False).to(dev)
     targets = config.target_modules or adapters.default_targets(family)
-    adapters.add_lora(net, config.rank, config.alpha, targets, init=config.init_lora_weights, seed=config.seed)
+    init = True if config.init_lora_weights == "default" else config.init_lora_weights  # peft's True = Kaiming-uniform A
+    adapters.add_lora(net, config.rank, config.alpha, targets, init=init, seed=config.seed)
     if checkpoint is not None:
         adapters.load_lora_state(net, load_file(str(checkpoint / "lora.safetensors")))
     net.to(dev)
