@@ -123,7 +123,7 @@ def main() -> None:
         if args.case == "toy":
             from t2i_unlearn.toy.world import find_world
 
-            world = Path(args.world) if Path(args.world).exists() else find_world(args.world)
+            world = Path(args.world) if Path(args.world).exists() else find_world(args.world.removeprefix("toy:"))  # "full" or "toy:full"
             model, size, batch, device = str(world), 32, args.batch_size or 8, "cpu"
         else:
             if not torch.cuda.is_available():
