@@ -26,7 +26,9 @@ def require_text_encoder(pipe: Any, attack: str) -> None:
     te = getattr(pipe, "text_encoder", None)
     if te is None or getattr(pipe, "tokenizer", None) is None:
         raise UserError(f"{attack} needs a model with a text encoder and tokenizer; {type(pipe).__name__} has none")
-    if getattr(pipe, "text_encoder_2", None) is not None or getattr(pipe, "unet", None) is None:
+    from t2i_unlearn.models import pipeline_family
+
+    if pipeline_family(pipe) != "sd":
         raise UserError(
             f"{attack} attacks SD 1.x/2.x models (one CLIP text encoder and a UNet); {type(pipe).__name__} is not one. "
             "Replay an attack set found on an SD 1.x/2.x model with 'eval --attack' instead"
