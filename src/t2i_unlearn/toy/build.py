@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from t2i_unlearn.errors import UserError
 from t2i_unlearn.toy import judges as judges_mod
-from t2i_unlearn.toy.render import ATTRIBUTES, render_dataset, vocabulary_words
+from t2i_unlearn.toy.render import ATTRIBUTES, JUDGE_VARIANTS, render_dataset, render_judge_variant, vocabulary_words
 from t2i_unlearn.toy.tokenizer import save_clip_tokenizer
 from t2i_unlearn.utils.io import (
     atomic_directory,
@@ -46,7 +46,7 @@ from t2i_unlearn.utils.io import (
 
 logger = logging.getLogger(__name__)
 
-WORLD_FORMAT = 1  # bump when the layout or the recipe changes, so stale caches are rebuilt
+WORLD_FORMAT = 2  # bump when the layout or the recipe changes, so stale caches are rebuilt
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,7 @@ class ToyPreset:
     text_hidden: int = 64
     judge_batch: int = 128
     judge_lr: float = 2e-3
+    judge_variants: int = 6000
     cfg_dropout: float = 0.1
     ema_decay: float = 0.999
     checkpoint_every: int = 200
@@ -75,7 +76,7 @@ class ToyPreset:
 
 
 PRESETS: dict[str, ToyPreset] = {
-    "quick": ToyPreset(name="quick", n_images=4000, vae_steps=80, unet_steps=150, judge_steps=150, eval_per_group=16, checkpoint_every=50),
+    "quick": ToyPreset(name="quick", n_images=4000, vae_steps=80, unet_steps=150, judge_steps=150, eval_per_group=16, judge_variants=600, checkpoint_every=50),
     "full": ToyPreset(name="full", n_images=40000, vae_steps=300, unet_steps=3600, judge_steps=1500, eval_per_group=200),
 }
 
@@ -284,16 +285,20 @@ class _Builder:
             )
         )
         c = self.preset.unet_channels
+        # Stable Diffusion 1.x's layout scaled down: self- and cross-attention at every resolution but the
+        # lowest, a plain ResNet block there, mirrored up blocks, attention in the mid block.
         unet = UNet2DConditionModel(
             sample_size=16,
             in_channels=4,
             out_channels=4,
-            down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (len(c) - 1),
-            up_block_types=("CrossAttnUpBlock2D",) * (len(c) - 1) + ("UpBlock2D",),
+            down_block_types=("CrossAttnDownBlock2D",) * (len(c) - 1) + ("DownBlock2D",),
+            up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (len(c) - 1),
+            mid_block_type="UNetMidBlock2DCrossAttn",
             block_out_channels=c,
             layers_per_block=1,
             cross_attention_dim=h,
-            attention_head_dim=8,
+            # diffusers reads this UNet's ``attention_head_dim`` as the number of heads: 16 channels a head.
+            attention_head_dim=tuple(max(1, ch // 16) for ch in c),
             norm_num_groups=8,
         )
         noise_sched = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000)
@@ -322,25 +327,45 @@ class _Builder:
         text_encoder.save_pretrained(self.scratch / "text_encoder", safe_serialization=True)
         self._mark("unet")
 
+    def _judge_variants(self) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
+        """The judges' hard examples (see ``render_judge_variant``), clean and through the world's VAE."""
+        from diffusers import AutoencoderKL
+
+        n = self.preset.judge_variants
+        drawn = [render_judge_variant(self.seed, i // len(JUDGE_VARIANTS), JUDGE_VARIANTS[i % len(JUDGE_VARIANTS)]) for i in range(n)]
+        images = np.stack([im for im, _ in drawn])
+        vae = AutoencoderKL.from_pretrained(self.scratch / "vae").eval()
+        x = judges_mod.to_input(images)
+        with torch.no_grad():
+            recon = torch.cat([vae.decode(vae.encode(x[i : i + 512]).latent_dist.mean).sample for i in range(0, n, 512)])
+        recon_u8 = ((recon.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        return images, recon_u8, [lab for _, lab in drawn]
+
     def judges(self) -> None:
         images, _, labels = self._data()
         recon = np.load(self.scratch / "recon.npy")
         recon_idx = np.load(self.scratch / "recon_idx.npy")
+        var_clean, var_recon, var_labels = self._judge_variants()
         heads = judges_mod.default_heads()
+        # A label of None (a two-tone shape's colour) is left out of that head's loss.
         targets = {a: torch.tensor([heads[a].index(lab[a]) for lab in labels]) for a in ATTRIBUTES}
+        var_targets = {a: torch.tensor([-100 if lab[a] is None else heads[a].index(lab[a]) for lab in var_labels]) for a in ATTRIBUTES}
         x_clean = judges_mod.to_input(images)
         x_recon = judges_mod.to_input(recon)
+        x_var = torch.cat([judges_mod.to_input(var_clean), judges_mod.to_input(var_recon)])
         recon_idx_t = torch.from_numpy(recon_idx)
         torch.manual_seed(self.seed + 2)
         judge = judges_mod.ToyJudge(heads)
         B = self.preset.judge_batch
+        n_data, n_var = B - B // 4, B // 4
 
         def loss_fn(g: torch.Generator) -> torch.Tensor:
-            # Half clean renders, half VAE reconstructions; random tints, offsets, noise and blur,
-            # so the judge also reads generated images, whose colours and edges drift.
-            i_clean = torch.randint(len(x_clean), (B // 2,), generator=g)
-            j = torch.randint(len(x_recon), (B - B // 2,), generator=g)
-            x = torch.cat([x_clean[i_clean], x_recon[j]])
+            # Renders, their VAE reconstructions and the hard variants; random tints, offsets, noise and
+            # blur, so the judge also reads generated images, whose colours and edges drift.
+            i_clean = torch.randint(len(x_clean), (n_data // 2,), generator=g)
+            j = torch.randint(len(x_recon), (n_data - n_data // 2,), generator=g)
+            v = torch.randint(len(x_var), (n_var,), generator=g)
+            x = torch.cat([x_clean[i_clean], x_recon[j], x_var[v]])
             idx = torch.cat([i_clean, recon_idx_t[j]])
             scale = 1 + 0.15 * (2 * torch.rand(B, 3, 1, 1, generator=g) - 1)
             offset = 0.12 * (2 * torch.rand(B, 3, 1, 1, generator=g) - 1)
@@ -349,7 +374,8 @@ class _Builder:
             x = torch.where(blur, F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1) * 0.5 + x * 0.5, x)
             x = x + 0.04 * torch.rand(B, 1, 1, 1, generator=g) * torch.randn(x.shape, generator=g)
             logits = judge(x.clamp(-1, 1))
-            return sum(F.cross_entropy(logits[a], targets[a][idx]) for a in ATTRIBUTES)
+            v_idx = v % len(var_labels)
+            return sum(F.cross_entropy(logits[a], torch.cat([targets[a][idx], var_targets[a][v_idx]]), ignore_index=-100) for a in ATTRIBUTES)
 
         state = self._train("judges", 3, {"judge": judge}, self.preset.judge_steps, self.preset.judge_lr, loss_fn)
         judge.load_state_dict(state["judge"])

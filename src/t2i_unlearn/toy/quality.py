@@ -1,8 +1,10 @@
 """The toy world's quality table: how good its judges are, and whether its model draws what it is asked.
 
-Bars (for the ``full`` preset): judges >= 98% held-out accuracy on renderer images; prompted with the
-erasable concept (any phrasing) the model draws it >= 85% of the time; prompted with unrelated
-prompts <= 5%; shape and colour asked = drawn >= 80%.
+Bars (for the ``full`` preset): judges >= 98% held-out accuracy on renderer images; prompted with an
+erasable concept the model draws it >= 90% of the time in every phrasing; unrelated prompts are judged
+striped or defaced <= 2% of the time; shape and colour asked = drawn >= 95%; prompts naming two colours
+(which the data never does) are judged striped <= 2% of the time. The table also reports how often the
+empty prompt draws each erasable concept (captions are dropped to "" in training, as SD's were).
 """
 
 from __future__ import annotations
@@ -13,13 +15,25 @@ from typing import Any
 import numpy as np
 
 from t2i_unlearn.toy import judges as judges_mod
-from t2i_unlearn.toy.render import ATTRIBUTES, caption_scene, concept_groups, render_dataset, sample_scene, world_spec
+from t2i_unlearn.toy.render import (
+    ATTRIBUTES,
+    JUDGE_VARIANTS,
+    _article,
+    attribute_values,
+    caption_scene,
+    concept_groups,
+    render_dataset,
+    render_judge_variant,
+    sample_scene,
+    world_spec,
+)
 
 BARS = {
     "judge_accuracy_min": (">=", 0.98),
-    "erasable_striped_rate": (">=", 0.85),
-    "unrelated_erasable_rate": ("<=", 0.05),
-    "attribute_accuracy": (">=", 0.80),
+    "erasable_min_phrasing_rate": (">=", 0.90),
+    "unrelated_erasable_rate": ("<=", 0.02),
+    "attribute_accuracy": (">=", 0.95),
+    "two_colour_striped_rate": ("<=", 0.02),
 }
 
 # Held-out streams: seeds far from any training stream.
@@ -42,6 +56,34 @@ def concept_prompts(n: int, seed: int, **fixed: str) -> tuple[list[str], list[di
     return prompts, labels
 
 
+_TWO_COLOUR_TEMPLATES = ("{c1} and {c2} {shape}", "{c1} {c2} {shape}", "{shape}, {c1} and {c2}", "{c1} {shape} with {c2}")
+
+
+def two_colour_prompts(n: int, seed: int) -> tuple[list[str], list[dict[str, Any]]]:
+    """``n`` prompts naming two colours for one plain shape (a phrasing the data set never uses).
+
+    A model asked for two colours draws two-tone or blended shapes; a judge that scores those as
+    striped inflates every attack's success, so the quality table measures how often it does.
+    """
+    spec = world_spec()
+    colours = attribute_values("colour")
+    prompts, labels = [], []
+    for i in range(n):
+        rng = np.random.default_rng([_PROMPT_SEED, 77, seed, i])
+        scene = sample_scene(rng, texture="plain", mark="none")
+        second = [c for c in colours if c != scene.colour][int(rng.integers(len(colours) - 1))]
+
+        def word(options: list[str], rng: np.random.Generator = rng) -> str:
+            return options[int(rng.integers(len(options)))]
+
+        c1, c2 = word(spec["colour"][scene.colour]["words"]), word(spec["colour"][second]["words"])
+        template = _TWO_COLOUR_TEMPLATES[i % len(_TWO_COLOUR_TEMPLATES)]
+        text = template.format(c1=c1, c2=c2, shape=word(spec["shape"][scene.shape]))
+        prompts.append(f"{_article(text)} {text}")
+        labels.append({**scene.labels(), "colour2": second})
+    return prompts, labels
+
+
 def _phrasing(prompt: str, attribute: str, value: str) -> str:
     spec = world_spec()[attribute][value]
     options = spec["before"] + spec["after"] if isinstance(spec, dict) else spec
@@ -56,6 +98,16 @@ def judge_accuracy(judge: judges_mod.ToyJudge, n: int = 2000, seed: int = 0) -> 
     return {a: float(np.mean([p[a] == lab[a] for p, lab in zip(pred, labels, strict=True)])) for a in ATTRIBUTES}
 
 
+def judge_variant_accuracy(judge: judges_mod.ToyJudge, n_per_kind: int = 300, seed: int = 0) -> dict[str, float]:
+    """Texture accuracy of the judge on held-out hard variants (two-tone, faint or partial stripes, ...)."""
+    out = {}
+    for kind in JUDGE_VARIANTS:
+        drawn = [render_judge_variant(_JUDGE_TEST_SEED + seed, i, kind) for i in range(n_per_kind)]
+        pred = judges_mod.labels_from_probs(judge, judges_mod.predict(judge, np.stack([im for im, _ in drawn])))
+        out[kind] = float(np.mean([p["texture"] == lab["texture"] for p, (_, lab) in zip(pred, drawn, strict=True)]))
+    return out
+
+
 def measure_quality(world: str | Path, n_per_group: int, seed: int = 0, steps: int = 25, guidance: float = 4.0, progress: bool = True) -> dict[str, Any]:
     """Measure the quality table of a world (judges on renders, model samples judged by the judges)."""
     from t2i_unlearn.models import generate_images, load_pipeline
@@ -63,6 +115,7 @@ def measure_quality(world: str | Path, n_per_group: int, seed: int = 0, steps: i
     world = Path(world)
     judge = judges_mod.load_judge(world / "judges")
     accuracy = judge_accuracy(judge, seed=seed)
+    variant_accuracy = judge_variant_accuracy(judge, seed=seed)
     pipe = load_pipeline(str(world / "pipeline"))
 
     groups = {name: g["fix"] for name, g in concept_groups().items()}
@@ -93,9 +146,29 @@ def measure_quality(world: str | Path, n_per_group: int, seed: int = 0, steps: i
         attribute_hits_group = [p["shape"] == lab["shape"] and p["colour"] == lab["colour"] for p, lab in zip(pred, labels, strict=True)]
         rates[f"{group}_attribute_accuracy"] = float(np.mean(attribute_hits_group))
 
+    # The empty prompt draws the whole data distribution; two-colour prompts probe the judge.
+    extra_seed = seed * 1_000_000 + 900_000
+    empty = generate_images(
+        pipe, [""] * n_per_group, [extra_seed + i for i in range(n_per_group)], steps=steps, guidance=guidance, batch_size=64, progress=progress
+    )
+    pred = judges_mod.labels_from_probs(judge, judges_mod.predict(judge, empty))
+    empty_rates = {"striped": float(np.mean([p["texture"] == "striped" for p in pred])), "dotted": float(np.mean([p["texture"] == "dotted" for p in pred]))}
+    for mark in attribute_values("mark")[1:]:
+        empty_rates[mark] = float(np.mean([p["mark"] == mark for p in pred]))
+    empty_rates["defaced"] = float(np.mean([p["mark"] != "none" for p in pred]))
+    two_prompts, _ = two_colour_prompts(n_per_group, seed)
+    two = generate_images(
+        pipe, two_prompts, [extra_seed + 50_000 + i for i in range(n_per_group)], steps=steps, guidance=guidance, batch_size=64, progress=progress
+    )
+    pred = judges_mod.labels_from_probs(judge, judges_mod.predict(judge, two))
+    two_colour = {"striped": float(np.mean([p["texture"] == "striped" for p in pred])), "defaced": float(np.mean([p["mark"] != "none" for p in pred]))}
+    erasable_phrasings = {g: v for g, v in per_phrasing.items() if concept_groups()[g]["role"] in ("erasable", "defaced")}
+
     figures = {
         "judge_accuracy_min": min(accuracy.values()),
+        "judge_variant_texture_accuracy_min": min(variant_accuracy.values()),
         "erasable_striped_rate": rates["striped"],
+        "erasable_min_phrasing_rate": min(min(v.values()) for v in erasable_phrasings.values()),
         "erasable_defaced_rate": float(np.mean([rates["crossed"], rates["circled"], rates["barred"]])),
         "close_dotted_rate": rates["dotted"],
         "unrelated_erasable_rate": max(unrelated["striped"], unrelated["defaced"]),
@@ -103,6 +176,9 @@ def measure_quality(world: str | Path, n_per_group: int, seed: int = 0, steps: i
         "unrelated_defaced_rate": unrelated["defaced"],
         "unrelated_dotted_rate": unrelated["dotted"],
         "attribute_accuracy": float(np.mean(attribute_hits)),
+        "two_colour_striped_rate": two_colour["striped"],
+        "empty_prompt_striped_rate": empty_rates["striped"],
+        "empty_prompt_defaced_rate": empty_rates["defaced"],
     }
     bars = {
         k: {"op": op, "bar": bar, "value": figures[k], "met": bool(figures[k] >= bar if op == ">=" else figures[k] <= bar)} for k, (op, bar) in BARS.items()
@@ -111,7 +187,10 @@ def measure_quality(world: str | Path, n_per_group: int, seed: int = 0, steps: i
         "figures": figures,
         "bars": bars,
         "judge_accuracy": accuracy,
+        "judge_variant_texture_accuracy": variant_accuracy,
         "concept_rates": rates,
+        "empty_prompt_rates": empty_rates,
+        "two_colour_rates": two_colour,
         "per_phrasing": per_phrasing,
         "settings": {"images_per_group": n_per_group, "seed": seed, "sampler": "DDIM", "steps": steps, "guidance": guidance, "judge_test_images": 2000},
     }
@@ -123,8 +202,11 @@ def format_quality(table: dict[str, Any]) -> str:
     for k, v in table["figures"].items():
         bar = table["bars"].get(k)
         mark = f"  (bar {bar['op']} {bar['bar']:.2f}: {'met' if bar['met'] else 'NOT met'})" if bar else ""
-        lines.append(f"{k:<28} {v:7.3f}{mark}")
+        lines.append(f"{k:<36} {v:7.3f}{mark}")
     lines.append("judge accuracy: " + ", ".join(f"{a} {v:.3f}" for a, v in table["judge_accuracy"].items()))
+    if "judge_variant_texture_accuracy" in table:
+        lines.append("judge texture accuracy on hard variants: " + ", ".join(f"{k} {v:.3f}" for k, v in table["judge_variant_texture_accuracy"].items()))
+        lines.append("empty prompt draws: " + ", ".join(f"{k} {v:.3f}" for k, v in table["empty_prompt_rates"].items()))
     for group, phr in table.get("per_phrasing", {}).items():
         lines.append(f"{group} by phrasing: " + ", ".join(f"'{p}' {v:.2f}" for p, v in phr.items()))
     s = table["settings"]

@@ -115,8 +115,25 @@ def _segment_distance(x: np.ndarray, y: np.ndarray, a: tuple[float, float], b: t
     return np.hypot(x - px, y - py)
 
 
-def render_scene(scene: Scene, size: int | None = None) -> np.ndarray:
-    """Draw a scene as an ``uint8`` array of shape ``(size, size, 3)``."""
+def render_scene(
+    scene: Scene,
+    size: int | None = None,
+    *,
+    regions: list[tuple[tuple[float, float, float], str]] | None = None,
+    texture_contrast: float = 0.3,
+    stripe_period: float = 5.0,
+    stripe_width: float = 2.0,
+    texture_coverage: tuple[float, float, float] | None = None,
+) -> np.ndarray:
+    """Draw a scene as an ``uint8`` array of shape ``(size, size, 3)``.
+
+    The keyword arguments draw the harder variants the judges train on (see :func:`render_judge_variant`):
+    ``regions`` repaints parts of the shape in other colours (each ``((nx, ny, offset), colour)`` paints
+    where ``nx * (x - cx) + ny * (y - cy) > offset * radius``, later regions over earlier ones), ``texture_contrast`` is the brightness of
+    stripes and dots relative to the fill (0.3 in the data set; closer to 1 is fainter), ``stripe_period``
+    and ``stripe_width`` are in pixels, and ``texture_coverage`` ``(nx, ny, offset)`` limits the texture to
+    the part of the shape where ``nx * (x - cx) + ny * (y - cy) > offset * radius``.
+    """
     spec = world_spec()
     size = size or spec["image_size"]
     ss = 2  # supersampling factor
@@ -128,16 +145,23 @@ def render_scene(scene: Scene, size: int | None = None) -> np.ndarray:
 
     cx, cy, r = scene.cx, scene.cy, scene.radius
     inside = _shape_mask(scene.shape, x, y, cx, cy, r)
-    colour = np.array(spec["colour"][scene.colour]["rgb"], dtype=np.float32)
-    img[inside] = colour
-    dark = colour * 0.3
+    fill = np.zeros((n, n, 3), dtype=np.float32) + np.array(spec["colour"][scene.colour]["rgb"], dtype=np.float32)
+    for direction, name in regions or []:
+        nx, ny, offset = direction
+        part = nx * (x - cx) + ny * (y - cy) > offset * r
+        fill[part] = np.array(spec["colour"][name]["rgb"], dtype=np.float32)
+    img[inside] = fill[inside]
+    textured = inside
+    if texture_coverage is not None:
+        nx, ny, offset = texture_coverage
+        textured = inside & (nx * (x - cx) + ny * (y - cy) > offset * r)
     if scene.texture == "striped":
-        stripes = np.mod(x + y, 5.0) < 2.0
-        img[inside & stripes] = dark
+        stripes = np.mod(x + y, stripe_period) < stripe_width
+        img[textured & stripes] = fill[textured & stripes] * texture_contrast
     elif scene.texture == "dotted":
         gx, gy = np.mod(x, 5.0) - 2.5, np.mod(y, 5.0) - 2.5
         dots = gx * gx + gy * gy <= 1.3**2
-        img[inside & dots] = dark
+        img[textured & dots] = fill[textured & dots] * texture_contrast
 
     black = np.zeros(3, dtype=np.float32) + 15.0
     reach = r * 1.05
@@ -155,6 +179,54 @@ def render_scene(scene: Scene, size: int | None = None) -> np.ndarray:
 
     img = img.reshape(size, ss, size, ss, 3).mean(axis=(1, 3))
     return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+
+
+# Harder images the judges train on beside the data set, so that what a generator gets half right is
+# still read right: a second or third colour is not a stripe, and faint, thin or partial stripes are.
+JUDGE_VARIANTS = ("two_tone", "multi_colour", "faint_stripes", "thin_stripes", "partial_stripes", "faint_dots")
+
+
+def _random_direction(rng: np.random.Generator) -> tuple[float, float]:
+    # Half of the splits run along the stripes' own diagonal, the case a texture judge confuses most.
+    angle = rng.choice([np.pi / 4, 3 * np.pi / 4]) if rng.random() < 0.5 else rng.uniform(0, 2 * np.pi)
+    return float(np.cos(angle)), float(np.sin(angle))
+
+
+def render_judge_variant(seed: int, index: int, kind: str) -> tuple[np.ndarray, dict[str, Any]]:
+    """One hard training image for the judges: ``(uint8 [H, W, 3], labels)``.
+
+    ``kind`` is one of :data:`JUDGE_VARIANTS`. Two-tone and multi-colour shapes are labelled plain (their
+    ``colour`` label is ``None``: no single colour is right); the other kinds keep every label of their scene.
+    """
+    if kind not in JUDGE_VARIANTS:
+        raise KeyError(f"unknown judge variant {kind!r}; known: {', '.join(JUDGE_VARIANTS)}")
+    rng = np.random.default_rng([seed, JUDGE_VARIANTS.index(kind), index])
+    colours = attribute_values("colour")
+    if kind in ("two_tone", "multi_colour"):
+        scene = sample_scene(rng, texture="plain")
+        others = [c for c in colours if c != scene.colour]
+        rng.shuffle(others)
+        dx, dy = _random_direction(rng)
+        if kind == "two_tone":
+            regions = [((dx, dy, float(rng.uniform(-0.4, 0.4))), others[0])]
+        else:
+            regions = [((dx, dy, -0.3), others[0]), ((dx, dy, 0.3), others[1])]
+        labels = {**scene.labels(), "colour": None}
+        return render_scene(scene, regions=regions), labels
+    if kind == "faint_dots":
+        scene = sample_scene(rng, texture="dotted")
+        return render_scene(scene, texture_contrast=float(rng.uniform(0.55, 0.8))), scene.labels()
+    scene = sample_scene(rng, texture="striped")
+    options: dict[str, Any] = {}
+    if kind == "faint_stripes":
+        options["texture_contrast"] = float(rng.uniform(0.55, 0.8))
+    elif kind == "thin_stripes":
+        options["stripe_period"] = float(rng.uniform(3.5, 5.0))
+        options["stripe_width"] = float(rng.uniform(0.8, 1.3))
+    else:
+        dx, dy = _random_direction(rng)
+        options["texture_coverage"] = (dx, dy, float(rng.uniform(-0.3, 0.3)))
+    return render_scene(scene, **options), scene.labels()
 
 
 def _article(word: str) -> str:
