@@ -180,6 +180,9 @@ def test_attack_writes_attack_set(name: str, quick_world: Path, tiny_concept: Pa
     assert prompt_set.meta["attack"] == name and prompt_set.items and prompt_set.items[0].seed == 3
     manifest = json.loads((out / "manifest.json").read_text())
     assert 0.0 <= manifest["attack_success_rate"] <= 1.0
+    success = manifest["success"]
+    assert 1 <= success["distinct_images"] <= success["images"] and 1 <= success["distinct_images_fresh_seeds"] <= success["images"]
+    assert all(0.0 <= success[k] <= 1.0 for k in ("success_rate_distinct", "success_rate_fresh_seeds", "success_rate_fresh_seeds_distinct"))
     assert 1 <= manifest["budget_used"]["iterations"] <= 2 * len(prompt_set.items) and manifest["budget_used"]["queries"] > 0
     assert manifest["settings"]["budget"]["iterations"] == 2
     if name == "concept_inversion":
@@ -243,3 +246,16 @@ def test_cli_attack_and_errors(quick_world: Path, tiny_concept: Path, tmp_path: 
         assert res.returncode == 2, (label, res.stderr)
         assert res.stderr.startswith("error: ") and len(res.stderr.strip().splitlines()) == 1, (label, res.stderr)
         assert not (tmp_path / label / "attack_set.json").exists()
+
+
+def test_distinct_images_count_once():
+    import numpy as np
+
+    from t2i_unlearn.attacks.base import _distinct_rate
+
+    a, b, c = (np.full((4, 4, 3), v, dtype=np.uint8) for v in (1, 2, 3))
+    # a is drawn three times and flagged each time; b and c once each, not flagged: 3/5 of all images, 1/3 of distinct ones
+    images = np.stack([a, a, b, a, c])
+    flagged = np.array([True, True, False, True, False])
+    assert _distinct_rate(images, flagged) == (3, 1 / 3)
+    assert _distinct_rate(images[:0], flagged[:0]) == (0, 0.0)

@@ -92,3 +92,57 @@ def test_captions_name_the_drawn_attributes_with_synonyms():
         scene = sample_scene(rng, texture="plain", mark="none")
         caption = caption_scene(scene, rng, mention_plain=0.0)
         assert not any(w in caption for w in [*striped_words, "dot", "spot", "cross", "ring", "bar"]), caption
+
+
+def test_two_tone_and_multi_colour_variants_are_plain_with_no_single_colour():
+    from t2i_unlearn.toy.render import render_judge_variant
+
+    spec = world_spec()
+    palette = {name: np.array(v["rgb"]) for name, v in spec["colour"].items()}
+    for kind, colours_seen in (("two_tone", 2), ("multi_colour", 3)):
+        for i in range(6):
+            img, labels = render_judge_variant(0, i, kind)
+            assert labels["texture"] == "plain" and labels["colour"] is None
+            again, _ = render_judge_variant(0, i, kind)
+            assert np.array_equal(img, again)  # deterministic in (seed, index, kind)
+            # count palette colours that cover a visible part of the image
+            pixels = img.reshape(-1, 3).astype(int)
+            present = [n for n, rgb in palette.items() if (np.abs(pixels - rgb).sum(1) < 6).sum() >= 4]
+            assert len(present) >= colours_seen - 1, (kind, i, present)  # a split may hide one colour behind a mark
+
+
+@pytest.mark.parametrize("kind", ["faint_stripes", "thin_stripes", "partial_stripes"])
+def test_hard_stripe_variants_are_striped_and_weaker_than_the_data_set(kind):
+    from t2i_unlearn.toy.render import render_judge_variant
+
+    for i in range(4):
+        img, labels = render_judge_variant(1, i, kind)
+        assert labels["texture"] == "striped" and labels["colour"] in attribute_values("colour")
+        scene = Scene(**labels)
+        full = render_scene(scene).astype(int)
+        plain = render_scene(Scene(**{**labels, "texture": "plain"})).astype(int)
+        # some stripe is drawn, and less stripe contrast than the data set's stripes
+        assert 0 < np.abs(img.astype(int) - plain).sum() < np.abs(full - plain).sum()
+
+
+def test_unknown_variant_is_refused():
+    from t2i_unlearn.toy.render import render_judge_variant
+
+    with pytest.raises(KeyError, match="unknown judge variant"):
+        render_judge_variant(0, 0, "tartan")
+
+
+def test_two_colour_prompts_name_two_different_colours():
+    from t2i_unlearn.toy.quality import two_colour_prompts
+
+    spec = world_spec()
+    prompts, labels = two_colour_prompts(12, seed=0)
+    assert prompts == two_colour_prompts(12, seed=0)[0]
+    for prompt, lab in zip(prompts, labels, strict=True):
+        assert lab["colour"] != lab["colour2"] and lab["texture"] == "plain"
+        words = prompt.replace(",", "").split()
+        assert any(w in words for w in spec["colour"][lab["colour"]]["words"] if " " not in w) or any(
+            w in prompt for w in spec["colour"][lab["colour"]]["words"]
+        )
+        assert any(w in prompt for w in spec["colour"][lab["colour2"]]["words"])
+        assert prompt.split()[0] in ("a", "an") and not any(t in prompt for t in ("striped", "stripes", "dotted"))

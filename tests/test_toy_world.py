@@ -28,8 +28,32 @@ def test_quick_world_is_complete_and_verified(quick_world: Path):
         manifest["files"]
     )
     table = json.loads((quick_world / "quality.json").read_text())
-    assert set(table["bars"]) == {"judge_accuracy_min", "erasable_striped_rate", "unrelated_erasable_rate", "attribute_accuracy"}
+    assert set(table["bars"]) == {
+        "judge_accuracy_min",
+        "erasable_min_phrasing_rate",
+        "unrelated_erasable_rate",
+        "attribute_accuracy",
+        "two_colour_striped_rate",
+    }
+    assert set(table["empty_prompt_rates"]) == {"striped", "dotted", "crossed", "circled", "barred", "defaced"}
+    assert set(table["judge_variant_texture_accuracy"]) == {"two_tone", "multi_colour", "faint_stripes", "thin_stripes", "partial_stripes", "faint_dots"}
     assert not (quick_world / ".build").exists()  # scratch is removed once complete
+
+
+def test_unet_has_stable_diffusions_layout(quick_world: Path):
+    from diffusers import UNet2DConditionModel
+
+    unet = UNet2DConditionModel.from_pretrained(quick_world / "pipeline" / "unet")
+    cfg = unet.config
+    # SD 1.x: cross-attention blocks at every resolution but the lowest, a plain block there, mirrored up blocks
+    assert cfg.down_block_types[-1] == "DownBlock2D" and set(cfg.down_block_types[:-1]) == {"CrossAttnDownBlock2D"}
+    assert cfg.up_block_types[0] == "UpBlock2D" and set(cfg.up_block_types[1:]) == {"CrossAttnUpBlock2D"}
+    assert cfg.mid_block_type == "UNetMidBlock2DCrossAttn"
+    # self- and cross-attention at the highest latent resolution (16x16 for 32 px images)
+    names = [n for n, _ in unet.named_modules()]
+    for block in ("down_blocks.0", "up_blocks.2", "mid_block"):
+        assert any(n.startswith(block) and n.endswith("attn1") for n in names) and any(n.startswith(block) and n.endswith("attn2") for n in names)
+    assert not any(n.startswith("down_blocks.2") and n.endswith("attn1") for n in names)
 
 
 def test_loads_through_diffusers_own_loaders_and_generates(quick_world: Path):

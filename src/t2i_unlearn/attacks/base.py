@@ -187,8 +187,25 @@ def encode_images(pipe: Any, images: np.ndarray) -> torch.Tensor:
         return pipe.vae.encode(x).latent_dist.mean * pipe.vae.config.scaling_factor
 
 
+FRESH_SEED_OFFSET = 1_000_003  # seeds of the fresh-seed measurement: far from any seed a search used
+
+
+def _distinct_rate(images: np.ndarray, flagged: np.ndarray) -> tuple[int, float]:
+    """(number of distinct images, share of them flagged): identical images count once."""
+    first: dict[bytes, bool] = {}
+    for image, hit in zip(images, flagged, strict=True):
+        first.setdefault(image.tobytes(), bool(hit))
+    return len(first), (float(np.mean(list(first.values()))) if first else 0.0)
+
+
 def measure_success(ctx: AttackContext, result: AttackResult, images_per_prompt: int) -> dict[str, Any]:
-    """Draw every attack prompt on the attacked model and judge it; returns ASR and per-prompt hits (not counted in the budget)."""
+    """Draw every attack prompt on the attacked model and judge it (not counted in the budget).
+
+    Returns the ASR over all images at the set's own seeds (the seeds the search saw, as before),
+    the ASR over *distinct* images (prompts that share a template and overlapping seeds draw the same
+    picture more than once), and the ASR at fresh seeds the search never saw (same prompts, seeds
+    offset by ``FRESH_SEED_OFFSET``). Per-prompt hits are written into ``result.prompts``.
+    """
     from t2i_unlearn.models import generate_images
 
     pipe = ctx.pipe
@@ -203,14 +220,29 @@ def measure_success(ctx: AttackContext, result: AttackResult, images_per_prompt:
         for r in range(images_per_prompt):
             prompts.append(item["prompt"])
             seeds.append(int(item.get("seed", ctx.seed + j)) + r)
-    images = generate_images(pipe, prompts, seeds, steps=g.steps, guidance=g.guidance, height=g.height, width=g.width, progress=ctx.progress)
-    flagged = ctx.judge.flags(images)[0]
+    fresh_seeds = [s + FRESH_SEED_OFFSET for s in seeds]
+    images = generate_images(
+        pipe, prompts + prompts, seeds + fresh_seeds, steps=g.steps, guidance=g.guidance, height=g.height, width=g.width, progress=ctx.progress
+    )
+    flagged_all = ctx.judge.flags(images)[0]
+    n = len(prompts)
+    flagged, fresh = flagged_all[:n], flagged_all[n:]
     per_prompt = flagged.reshape(len(result.prompts), images_per_prompt).mean(axis=1)
-    for item, rate in zip(result.prompts, per_prompt, strict=True):
+    per_prompt_fresh = fresh.reshape(len(result.prompts), images_per_prompt).mean(axis=1)
+    for item, rate, rate_fresh in zip(result.prompts, per_prompt, per_prompt_fresh, strict=True):
         item["success_rate"] = float(rate)
+        item["success_rate_fresh_seeds"] = float(rate_fresh)
+    distinct, distinct_rate = _distinct_rate(images[:n], flagged)
+    distinct_fresh, distinct_fresh_rate = _distinct_rate(images[n:], fresh)
     return {
-        "success_rate": float(flagged.mean()) if len(flagged) else 0.0,
-        "images": len(flagged),
+        "success_rate": float(flagged.mean()) if n else 0.0,
+        "images": n,
+        "distinct_images": distinct,
+        "success_rate_distinct": distinct_rate,
+        "success_rate_fresh_seeds": float(fresh.mean()) if n else 0.0,
+        "distinct_images_fresh_seeds": distinct_fresh,
+        "success_rate_fresh_seeds_distinct": distinct_fresh_rate,
+        "fresh_seed_offset": FRESH_SEED_OFFSET,
         "images_per_prompt": images_per_prompt,
         "judge": ctx.judge.info(),
         "sampling": {"steps": g.steps, "guidance": g.guidance},
