@@ -10,7 +10,9 @@ Steps (each resumable; the folders are kept under --out):
    - prior preservation: 1 - mean perceptual distance on unrelated (plain, unmarked) prompts (bar >= 0.85);
    - close concept: dotted rate of the unlearned model / dotted rate of the base model (bar >= 0.80);
    - not a bar, reported beside them: on the striped prompts, the share of images with the asked
-     shape and colour (base and unlearned) and 1 - perceptual distance to the base image.
+     shape and colour (base and unlearned) and 1 - perceptual distance to the base image;
+   - the same on held-out phrasings (templates no caption or spec uses: ``toy.quality.heldout_prompts``):
+     erased share, dotted kept, and shape+colour kept relative to the base (toy world v2 target >= 0.85).
 Prints one JSON line and writes it to ``--out/acceptance-<lora-name>.json``.
 """
 
@@ -47,7 +49,7 @@ def main() -> None:
     from t2i_unlearn.methods.duo import load_config, train_duo
     from t2i_unlearn.models import generate_images, load_pipeline, resolve_model
     from t2i_unlearn.toy.judges import labels_from_probs, load_judge, perceptual_distance, predict
-    from t2i_unlearn.toy.quality import concept_prompts
+    from t2i_unlearn.toy.quality import concept_prompts, heldout_prompts
 
     timings = {}
     t = time.perf_counter()
@@ -71,6 +73,9 @@ def main() -> None:
         "striped": concept_prompts(args.n, seed=11, texture="striped", mark="none"),
         "dotted": concept_prompts(args.n, seed=12, texture="dotted", mark="none"),
         "unrelated": concept_prompts(args.n, seed=13, texture="plain", mark="none"),
+        # phrasings no caption or concept spec uses: the figures must hold there too
+        "striped_heldout": heldout_prompts(args.n, seed=14, texture="striped", mark="none"),
+        "dotted_heldout": heldout_prompts(args.n, seed=15, texture="dotted", mark="none"),
     }
     images = {}
     for name, (prompts, _) in groups.items():
@@ -115,10 +120,19 @@ def main() -> None:
         "striped_prompts_shape_colour_base": content(images["striped"]["base"], groups["striped"][1]),
         "striped_prompts_shape_colour_duo": content(images["striped"]["duo"], groups["striped"][1]),
         "striped_prompts_preservation": 1.0 - float(np.mean(perceptual_distance(judge, images["striped"]["base"], images["striped"]["duo"]))),
+        "heldout_striped_rate_base": rate(images["striped_heldout"]["base"], "striped"),
+        "heldout_erased_share": 1.0 - rate(images["striped_heldout"]["duo"], "striped"),
+        "heldout_dotted_kept_ratio": rate(images["dotted_heldout"]["duo"], "dotted") / max(rate(images["dotted_heldout"]["base"], "dotted"), 1e-9),
+        "heldout_striped_shape_colour_base": content(images["striped_heldout"]["base"], groups["striped_heldout"][1]),
+        "heldout_striped_shape_colour_duo": content(images["striped_heldout"]["duo"], groups["striped_heldout"][1]),
         "bars": {"erased_share": ">= 0.95", "prior_preservation": ">= 0.85", "dotted_kept_ratio": ">= 0.80"},
         **{k: round(v, 1) for k, v in timings.items()},
     }
+    result["heldout_shape_colour_kept_ratio"] = result["heldout_striped_shape_colour_duo"] / max(result["heldout_striped_shape_colour_base"], 1e-9)
     result["met"] = result["erased_share"] >= 0.95 and result["prior_preservation"] >= 0.85 and result["dotted_kept_ratio"] >= 0.80
+    # toy world v2's targets (issue 11): erase >= 0.90 at prior preservation >= 0.90, and on held-out striped
+    # phrasings the asked shape and colour survive in >= 0.85 of the base model's rate
+    result["v2_targets_met"] = result["erased_share"] >= 0.90 and result["prior_preservation"] >= 0.90 and result["heldout_shape_colour_kept_ratio"] >= 0.85
     (args.out / f"acceptance-{args.lora_name}.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))
 

@@ -56,6 +56,22 @@ def concept_prompts(n: int, seed: int, **fixed: str) -> tuple[list[str], list[di
     return prompts, labels
 
 
+# Templates no caption of the data set and no concept spec uses, for figures that must survive
+# phrasings nobody tuned on (the subject's words are the world's own: the model knows no others).
+HELDOUT_TEMPLATES = ("an illustration of {subject}", "{subject}, simple icon", "a small sketch showing {subject}", "clip art of {subject}")
+
+
+def heldout_prompts(n: int, seed: int, **fixed: str) -> tuple[list[str], list[dict[str, Any]]]:
+    """Like :func:`concept_prompts`, but each subject is put in one of :data:`HELDOUT_TEMPLATES`."""
+    prompts, labels = concept_prompts(n, seed + 31_337, **fixed)
+    prefixes = sorted({t.replace("{subject}", "") for t in world_spec()["templates"]}, key=len, reverse=True)
+    out = []
+    for i, prompt in enumerate(prompts):
+        subject = next((prompt[len(p) :] for p in prefixes if p and prompt.startswith(p)), prompt)
+        out.append(HELDOUT_TEMPLATES[i % len(HELDOUT_TEMPLATES)].format(subject=subject))
+    return out, labels
+
+
 _TWO_COLOUR_TEMPLATES = ("{c1} and {c2} {shape}", "{c1} {c2} {shape}", "{shape}, {c1} and {c2}", "{c1} {shape} with {c2}")
 
 
