@@ -232,7 +232,7 @@ def test_cli_attack_and_errors(quick_world: Path, tiny_concept: Path, tmp_path: 
     args = ["--model", str(quick_world), "--concept", str(tiny_concept), "--out", str(out), "--iterations", "1", "--set", "population=4", "--set", "elite=1"]
     ok = run_cli("attack", "ring_a_bell", *args)
     assert ok.returncode == 0, ok.stderr
-    assert "attack success rate" in ok.stdout and (out / "attack_set.json").exists()
+    assert "attack success rate" in ok.stdout and "distinct images" in ok.stdout and "at fresh seeds" in ok.stdout and (out / "attack_set.json").exists()
     bad = {
         "budget": ("ring_a_bell", "--concept", str(tiny_concept), "--iterations", "0"),
         "name": ("sneaky", "--concept", str(tiny_concept)),

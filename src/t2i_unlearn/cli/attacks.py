@@ -67,6 +67,11 @@ def attack_cmd(
 
     manifest = json.loads((path.parent / "manifest.json").read_text())
     used = manifest["budget_used"]
-    typer.echo(f"attack success rate on the attacked model: {manifest['attack_success_rate']:.1%} ({manifest['success']['images']} images)")
+    s = manifest["success"]
+    typer.echo(
+        f"attack success rate on the attacked model: {manifest['attack_success_rate']:.1%} ({s['images']} images); "
+        f"{s['success_rate_distinct']:.1%} of {s['distinct_images']} distinct images; "
+        f"at fresh seeds {s['success_rate_fresh_seeds_distinct']:.1%} of {s['distinct_images_fresh_seeds']} distinct images"
+    )
     typer.echo(f"used: {used['iterations']} iterations, {used['queries']} queries, {used['time_s']:.1f} s")
     typer.echo(f"wrote {path}\nreplay it with: t2i-unlearn eval --model MODEL [--lora L] --suite SUITE --attack {path} --out RUN")
