@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -90,6 +91,8 @@ def main() -> None:
                 print(f"{target} / {cell}: {time.perf_counter() - t0:.0f} s", flush=True)
             manifest = json.loads(manifest_path.read_text())
             s = manifest["success"]
+            # another run may share --out: start from what it wrote
+            results = json.loads(results_path.read_text()) if results_path.exists() else results
             results.setdefault(target, {})[cell] = {
                 "asr": s["success_rate"],
                 "images": s["images"],
@@ -105,7 +108,9 @@ def main() -> None:
                 "folder": str(folder),
             }
             args.out.mkdir(parents=True, exist_ok=True)
-            results_path.write_text(json.dumps(results, indent=2) + "\n")
+            tmp = results_path.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(json.dumps(results, indent=2) + "\n")
+            tmp.replace(results_path)
     columns = [c for c in plan if any(c in row for row in results.values())]
     lines = [
         "| attacked model | " + " | ".join(columns) + " |",
