@@ -146,3 +146,18 @@ def test_two_colour_prompts_name_two_different_colours():
         )
         assert any(w in prompt for w in spec["colour"][lab["colour2"]]["words"])
         assert prompt.split()[0] in ("a", "an") and not any(t in prompt for t in ("striped", "stripes", "dotted"))
+
+
+def test_heldout_prompts_use_templates_no_caption_uses():
+    from t2i_unlearn.toy.quality import HELDOUT_TEMPLATES, concept_prompts, heldout_prompts
+
+    prompts, labels = heldout_prompts(16, seed=3, texture="striped", mark="none")
+    assert prompts == heldout_prompts(16, seed=3, texture="striped", mark="none")[0] and len(labels) == 16
+    training_prefixes = [t.replace("{subject}", "") for t in world_spec()["templates"]]
+    for i, prompt in enumerate(prompts):
+        head, _, tail = HELDOUT_TEMPLATES[i % len(HELDOUT_TEMPLATES)].partition("{subject}")
+        assert prompt.startswith(head) and prompt.endswith(tail)
+        assert not any(p and prompt.startswith(p) for p in training_prefixes)
+    # the subjects are the world's own phrasings of the same scenes
+    originals, _ = concept_prompts(16, 3 + 31_337, texture="striped", mark="none")
+    assert all(o.split(" ", 3)[-1] in p for o, p in zip(originals, prompts, strict=True))

@@ -22,7 +22,7 @@ toy_app = typer.Typer(no_args_is_help=True, help="The toy world: a small Stable-
 
 @toy_app.command("build")
 def toy_build(
-    preset: Annotated[str, typer.Option(help="quick (tests, <= 3 min) or full (the bench, <= 30 min).")] = "full",
+    preset: Annotated[str, typer.Option(help="quick (tests, <= 3 min) or full (the bench, <= 40 min).")] = "full",
     out: Annotated[Path | None, typer.Option(help="World directory (default: the user cache directory).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the whole build.")] = 0,
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Delete an existing world there and build again.")] = False,
