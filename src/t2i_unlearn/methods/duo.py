@@ -782,7 +782,9 @@ def train_duo(
     ``resume`` the latest checkpoint in ``out`` is continued (same settings required, except
     ``max_steps`` and the bookkeeping fields). Under ``accelerate launch`` the global batch is split
     over the processes. A non-finite loss stops training with :class:`UserError`, keeping the last
-    good checkpoint.
+    good checkpoint. With ``preserve_weight > 0`` and a pair folder without preserve images, the
+    preservation term is left out: a warning, and ``preserve_weight_used: 0`` in the settings written
+    to ``duo_config.json``, the model card and the manifest.
     """
     from accelerate import Accelerator
     from tqdm.auto import tqdm
@@ -816,10 +818,12 @@ def train_duo(
     family = pipeline_family(pipe)
     ops = _family_ops(pipe, config)
     net = _setup_network(pipe, family, config, checkpoint, dev, weight_dtype)
-    if config.preserve_weight > 0 and pairs.preserve is None:
-        raise UserError(
-            f"preserve_weight is {config.preserve_weight} but {pairs.root} has no preserve images; "
-            "add `preserve:` prompts to the concept spec and rerun 'data pairs'"
+    preserve_off = config.preserve_weight > 0 and pairs.preserve is None
+    if preserve_off:
+        logger.warning(
+            "preserve_weight is %s but %s has no preserve images (no `preserve:` prompts in its concept spec): training without the preservation term",
+            config.preserve_weight,
+            pairs.root,
         )
     duo_data = _encode_data(pipe, ops, pairs, config, dev)
 
@@ -845,6 +849,9 @@ def train_duo(
         "processes": world,
         "mixed_precision_used": mixed,
     }
+    if preserve_off:
+        settings["preserve_weight_used"] = 0.0
+        settings["preserve_term"] = "off: the pair data has no preserve images (no `preserve:` prompts in its concept spec)"
     if main:
         atomic_write_json(out / "duo_config.json", settings)
     log = _Logger(out, config, main, start_step)
