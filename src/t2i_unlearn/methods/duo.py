@@ -764,6 +764,23 @@ def _encode_data(pipe: Any, ops: _Family, pairs: Any, config: DUOConfig, device:
     return data
 
 
+def _setup_optimizer(net: Any, config: DUOConfig, checkpoint: Path | None, accelerator: Any) -> tuple[list[torch.nn.Parameter], Any, Any]:
+    """``(trainable parameters, prepared network, prepared AdamW)``, with the checkpoint's optimiser (and scaler) state."""
+    from t2i_unlearn.utils.io import safe_torch_load
+
+    params = [p for p in net.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        params, lr=config.effective_lr, betas=(config.adam_beta1, config.adam_beta2), weight_decay=config.weight_decay, eps=config.adam_epsilon
+    )
+    opt_state = safe_torch_load(checkpoint / "optimizer.pt") if checkpoint is not None else None
+    if opt_state is not None:
+        optimizer.load_state_dict(opt_state["optimizer"])
+    net_p, optimizer = accelerator.prepare(net, optimizer)
+    if opt_state is not None and "scaler" in opt_state and accelerator.scaler is not None:
+        accelerator.scaler.load_state_dict(opt_state["scaler"])
+    return params, net_p, optimizer
+
+
 def train_duo(
     model: str,
     data: str | Path,
@@ -792,7 +809,7 @@ def train_duo(
     from t2i_unlearn import adapters
     from t2i_unlearn.data import load_pairs
     from t2i_unlearn.models import load_pipeline, pipeline_family, resolve_model
-    from t2i_unlearn.utils.io import atomic_write_json, make_manifest, safe_torch_load
+    from t2i_unlearn.utils.io import atomic_write_json, make_manifest
 
     config = config or DUOConfig()
     config.validate()
@@ -827,16 +844,7 @@ def train_duo(
         )
     duo_data = _encode_data(pipe, ops, pairs, config, dev)
 
-    params = [p for p in net.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(
-        params, lr=config.effective_lr, betas=(config.adam_beta1, config.adam_beta2), weight_decay=config.weight_decay, eps=config.adam_epsilon
-    )
-    opt_state = safe_torch_load(checkpoint / "optimizer.pt") if checkpoint is not None else None
-    if opt_state is not None:
-        optimizer.load_state_dict(opt_state["optimizer"])
-    net_p, optimizer = accelerator.prepare(net, optimizer)
-    if opt_state is not None and "scaler" in opt_state and accelerator.scaler is not None:
-        accelerator.scaler.load_state_dict(opt_state["scaler"])
+    params, net_p, optimizer = _setup_optimizer(net, config, checkpoint, accelerator)
     unwrapped = accelerator.unwrap_model(net_p)
 
     # ---- bookkeeping ----
