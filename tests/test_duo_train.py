@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -233,9 +234,6 @@ def _deviation(world: Path, lora: Path, images) -> float:
 def test_preserve_term_keeps_preserve_images(quick_world: Path, tmp_path: Path) -> None:
     from t2i_unlearn.data import load_pairs
 
-    plain = toy_pairs(tmp_path / "plain", n=6)
-    with pytest.raises(UserError, match="has no preserve images"):
-        train_duo(str(quick_world), plain, tmp_path / "x", _cfg(preserve_weight=10.0))
     data = add_preserve(toy_pairs(tmp_path / "keep", n=6), n=4)
     cfg = {"max_steps": 12, "lr": 1e-2, "beta": 50.0, "conditioning": "prompt", "checkpoint_every": 10}
     free = train_duo(str(quick_world), data, tmp_path / "free", _cfg(**cfg))
@@ -249,6 +247,85 @@ def test_preserve_term_keeps_preserve_images(quick_world: Path, tmp_path: Path) 
     images = load_pairs(data).preserve
     d_kept, d_free = _deviation(quick_world, kept, images), _deviation(quick_world, free, images)
     assert d_kept < 0.7 * d_free  # measured: 0.47
+
+
+def test_preserve_weight_without_preserve_images_runs_without_the_term(trained: Path, quick_world: Path, pairs: Path, tmp_path: Path, caplog) -> None:
+    """A spec without `preserve:` prompts (as toy_defaced) under preserve_weight > 0 (the `toy` preset): the term is
+    left out, a warning says so, and the settings, model card and manifest record it; the LoRA is the term-free run's."""
+    with caplog.at_level(logging.WARNING, logger="t2i_unlearn.methods.duo"):
+        out = train_duo(str(quick_world), pairs, tmp_path / "off", _cfg(preserve_weight=100.0))
+    assert any("no preserve images" in r.getMessage() and "without the preservation term" in r.getMessage() for r in caplog.records)
+    _lora_equal(out, trained)  # `trained`: the same settings with preserve_weight 0
+    settings = json.loads((out / "duo_config.json").read_text())
+    assert settings["preserve_weight"] == 100.0 and settings["preserve_weight_used"] == 0.0 and settings["preserve_term"].startswith("off: ")
+    assert json.loads((out / "manifest.json").read_text())["settings"]["preserve_weight_used"] == 0.0
+    assert "| preserve_weight_used | `0.0` |" in (out / "README.md").read_text()
+    assert not any("preserve" in json.loads(line) for line in (out / "logs.jsonl").read_text().splitlines())
+    # a run that uses the term records nothing of the kind
+    assert "preserve_weight_used" not in json.loads((trained / "duo_config.json").read_text())
+
+
+def test_toy_preset_on_a_spec_without_preserve_prompts(quick_world: Path, pairs: Path, tmp_path: Path) -> None:
+    """The reported case through the CLI: `--config toy` (preserve weight 100) on pairs without preserve images."""
+    out = tmp_path / "toy"
+    args = ["--model", str(quick_world), "--data", str(pairs), "--out", str(out), "--config", "toy"]
+    res = run_cli("train", "duo", *args, "--max-steps", "1", "--batch-size", "2", "--checkpoint-every", "1", "--report-to", "jsonl")
+    assert res.returncode == 0, res.stderr[-800:]
+    assert "without the preservation term" in res.stderr and (out / LORA).exists()
+    assert json.loads((out / "manifest.json").read_text())["settings"]["preserve_term"].startswith("off: ")
+
+
+def test_duo_step_is_the_documented_objective(quick_world: Path, pairs: Path) -> None:
+    """duo_step's loss against the module docstring's formula, recomputed here one UNet call per image."""
+    import contextlib
+
+    import torch.nn.functional as F
+    from diffusers import DDPMScheduler
+
+    from t2i_unlearn.data import load_pairs
+    from t2i_unlearn.models import load_pipeline
+
+    cpu = torch.device("cpu")
+    config = _cfg(conditioning="prompt", batch_size=3)
+    pipe = load_pipeline(str(quick_world))
+    ops = duo._family_ops(pipe, config)
+    net = duo._setup_network(pipe, "sd", config, None, cpu, torch.float32)
+    with torch.no_grad():  # a LoRA that is not the identity, so that policy and reference differ
+        gen = torch.Generator().manual_seed(0)
+        for name, p in net.named_parameters():
+            if "lora_B" in name:
+                p.copy_(0.05 * torch.randn(p.shape, generator=gen))
+    batch = duo.draw_batch(ops, duo._encode_data(pipe, ops, load_pairs(pairs), config, cpu), config, 5, 0, 1, cpu)
+    loss, logs = duo.duo_step(ops, net, net, batch, config, torch.float32, contextlib.nullcontext)
+
+    sched = DDPMScheduler.from_config(pipe.scheduler.config)
+
+    def eps(x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, lora: bool) -> torch.Tensor:
+        net.enable_adapters() if lora else net.disable_adapters()
+        with torch.no_grad():
+            out = net(x[None], t[None], encoder_hidden_states=cond[None]).sample[0]
+        net.enable_adapters()
+        return out
+
+    def err(z: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, lora: bool) -> torch.Tensor:
+        return (noise - eps(sched.add_noise(z, noise, t), t, cond, lora)).pow(2).mean()  # epsilon-prediction model
+
+    dpo, prior, wins = torch.zeros(()), torch.zeros(()), 0
+    for i in range(config.batch_size):
+        c, e = batch.pair_cond["encoder_hidden_states"][i], batch.noise[i]
+        delta = (err(batch.z_safe[i], e, batch.t_safe[i], c, True) - err(batch.z_safe[i], e, batch.t_safe[i], c, False)) - (
+            err(batch.z_unsafe[i], e, batch.t_unsafe[i], c, True) - err(batch.z_unsafe[i], e, batch.t_unsafe[i], c, False)
+        )
+        dpo += -F.logsigmoid(-config.beta * delta) / config.batch_size
+        wins += int(delta < 0)
+        empty, e_prior = batch.empty["encoder_hidden_states"][i], batch.prior_noise[i]
+        prior += (eps(e_prior, batch.t_prior[i], empty, True) - eps(e_prior, batch.t_prior[i], empty, False)).pow(2).mean() / config.batch_size
+    assert batch.t_prior.tolist() == [999] * 3 and not torch.equal(batch.t_safe, batch.t_unsafe)
+    assert prior > 0 and loss.requires_grad
+    torch.testing.assert_close(logs["dpo"], dpo, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(logs["prior"], prior, rtol=1e-4, atol=1e-12)
+    torch.testing.assert_close(loss.detach(), dpo + config.effective_lambda * prior, rtol=1e-4, atol=1e-6)
+    assert logs["implicit_acc"].item() == pytest.approx(wins / 3) and logs["preserve"].item() == 0.0
 
 
 def test_every_config_field_has_a_cli_flag(monkeypatch, tmp_path: Path) -> None:

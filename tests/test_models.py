@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from t2i_unlearn.errors import UserError
 from t2i_unlearn.models import generate_images, load_pipeline, pipeline_family
@@ -32,3 +33,37 @@ def test_broken_model_index_is_a_user_error(tmp_path: Path):
     (tmp_path / "model_index.json").write_text("{broken")
     with pytest.raises(UserError, match="not valid JSON"):
         load_pipeline(str(tmp_path))
+
+
+def _rewrite_header(path: Path, order: int) -> None:
+    """Write the same header with its keys (and metadata keys) in reversed order and spaced out, as another process may."""
+    raw = path.read_bytes()
+    size = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + size])
+    flip = (lambda d: dict(reversed(list(d.items())))) if order else (lambda d: d)
+    header = flip({k: flip(v) if k == "__metadata__" else v for k, v in header.items()})
+    text = json.dumps(header, indent=order).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + size :])
+
+
+def test_lora_file_bytes_do_not_depend_on_the_header_order(tmp_path: Path):
+    """safetensors writes metadata in a per-process order; canonical_header makes equal content equal bytes."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from t2i_unlearn.adapters import canonical_header
+
+    tensors = {"b.weight": torch.arange(6.0).reshape(2, 3), "a.weight": torch.ones(3, dtype=torch.float16)}
+    files = [tmp_path / "0.safetensors", tmp_path / "1.safetensors"]
+    for order, path in enumerate(files):
+        save_file(tensors, str(path), metadata={"format": "pt", "lora": "x"})
+        _rewrite_header(path, order)
+    assert files[0].read_bytes() != files[1].read_bytes()
+    for path in files:
+        canonical_header(path)
+    assert files[0].read_bytes() == files[1].read_bytes()
+    loaded = load_file(str(files[0]))
+    assert loaded.keys() == tensors.keys() and all(torch.equal(loaded[k], tensors[k]) for k in tensors)
+    with safe_open(str(files[0]), "pt") as f:
+        assert f.metadata() == {"format": "pt", "lora": "x"}

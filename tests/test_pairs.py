@@ -33,6 +33,35 @@ def test_roundtrip_and_imagefolder(tmp_path: Path) -> None:
         assert np.array_equal(by_pair[pid]["unsafe"], pairs.unsafe[i]) and np.array_equal(by_pair[pid]["safe"], pairs.safe[i])
 
 
+def test_rows_carry_only_the_settings_used_for_their_image(tmp_path: Path) -> None:
+    """SDEdit settings (strength, negative prompt) sit on safe rows only, also for records written before
+    they were named ``safe_*``; the loader and the image-folder reader still read such folders."""
+    from t2i_unlearn.data import image_rows, write_metadata
+
+    root = toy_pairs(tmp_path / "pairs", n=2)
+    new = {"sampler": "DDIMScheduler", "unsafe_seed": 1, "safe_seed": 2, "safe_strength": 0.6, "safe_negative_prompt": "a striped shape"}
+    legacy = {"sampler": "DDIMScheduler", "unsafe_seed": 1, "safe_seed": 2, "strength": 0.6, "negative_prompt": "a striped shape"}
+    for i, extra in enumerate((new, legacy)):
+        path = root / ".pairs" / f"{i:06d}.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), **extra}))
+        unsafe, safe = image_rows(json.loads(path.read_text()))
+        assert "strength" not in unsafe and "negative_prompt" not in unsafe and (unsafe["seed"], safe["seed"]) == (1, 2)
+        assert safe["strength"] == 0.6 and safe["negative_prompt"] == "a striped shape" and unsafe["sampler"] == safe["sampler"]
+        assert unsafe["prompt"] == unsafe["unsafe_prompt"] == safe["unsafe_prompt"] == "a striped shape" and safe["prompt"] == "a plain shape"
+    write_metadata(root)
+    rows = [json.loads(line) for line in (root / "metadata.jsonl").read_text().splitlines()]
+    assert len({tuple(sorted(r)) for r in rows}) == 1  # one schema for every row
+    for r in rows:
+        used = r["role"] == "safe"
+        assert (r["strength"], r["negative_prompt"]) == ((0.6, "a striped shape") if used else (None, None))
+        assert "safe_strength" not in r and "safe_negative_prompt" not in r
+    pairs = load_pairs(root)
+    assert pairs.unsafe_prompts == ["a striped shape"] * 2 and pairs.safe_prompts == ["a plain shape"] * 2
+    datasets = pytest.importorskip("datasets")
+    ds = datasets.load_dataset("imagefolder", data_dir=str(root), split="train")
+    assert sorted((r["role"], r["strength"]) for r in ds) == [("safe", 0.6), ("safe", 0.6), ("unsafe", None), ("unsafe", None)]
+
+
 def test_bad_folders(tmp_path: Path) -> None:
     from PIL import Image
 
@@ -128,6 +157,10 @@ def test_generate_filters_with_caps(quick_world: Path, tmp_path: Path, monkeypat
     safe = rows[(0, "safe")]
     assert safe["prompt"] == "a picture of a red circle on a grey background" and safe["negative_prompt"] == "a picture of a red circle on a white background"
     assert safe["strength"] == 0.75 and safe["sampler"] and isinstance(safe["seed"], int) and safe["seed"] != rows[(0, "unsafe")]["seed"]
+    # the unsafe image was drawn by txt2img: its row carries no SDEdit setting
+    unsafe = rows[(0, "unsafe")]
+    assert unsafe["strength"] is None and unsafe["negative_prompt"] is None and unsafe["prompt"] == "a picture of a red circle on a white background"
+    assert unsafe["sampler"] == safe["sampler"] and unsafe["steps"] == 3
     assert load_pairs(out).pair_ids == [0, 1]
 
 

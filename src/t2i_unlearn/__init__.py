@@ -10,12 +10,14 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from t2i_unlearn import methods as _methods  # noqa: F401  (registers how non-LoRA method outputs are loaded; cheap)
+
 __version__ = "0.1.0"
 
 _API = {
     "UserError": "t2i_unlearn.errors",
     "build_world": "t2i_unlearn.toy.build",
-    "verify_world": "t2i_unlearn.toy.build",
+    "verify_world": "t2i_unlearn.toy.world",
     "find_world": "t2i_unlearn.toy.world",
     "measure_quality": "t2i_unlearn.toy.quality",
     "show_world": "t2i_unlearn.toy.show",

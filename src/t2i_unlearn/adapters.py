@@ -13,6 +13,7 @@ directory, plus a single-file checkpoint in the family's original layout (SD 1.x
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -87,6 +88,21 @@ def load_lora_state(network: torch.nn.Module, state: dict[str, torch.Tensor]) ->
         raise UserError(f"checkpoint does not match the model's LoRA ({len(unexpected)} unexpected keys, e.g. {unexpected[0]})")
 
 
+def canonical_header(path: Path) -> None:
+    """Rewrite a safetensors file's JSON header with sorted keys and no spaces, in place; tensors untouched.
+
+    safetensors writes the ``__metadata__`` entries in an order that changes from process to process,
+    so the same weights would give different bytes (and hashes) in two runs. Data offsets in the header
+    are relative to the end of the header, so they stay valid; the header is padded to 8 bytes with
+    spaces, as the format allows.
+    """
+    raw = path.read_bytes()
+    size = int.from_bytes(raw[:8], "little")
+    header = json.dumps(json.loads(raw[8 : 8 + size]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)
+    path.write_bytes(len(header).to_bytes(8, "little") + header + raw[8 + size :])
+
+
 def save_lora(out_dir: str | Path, network: torch.nn.Module, family: str) -> Path:
     """Write ``pytorch_lora_weights.safetensors`` in diffusers format into ``out_dir``, atomically.
 
@@ -99,6 +115,8 @@ def save_lora(out_dir: str | Path, network: torch.nn.Module, family: str) -> Pat
     out_dir.mkdir(parents=True, exist_ok=True)
     state = lora_state(network)
     meta = network.peft_config["default"].to_dict()
+    # peft keeps target_modules as a set, whose order follows PYTHONHASHSEED: sort it for stable bytes
+    meta = {k: sorted(v) if isinstance(v, set) else v for k, v in meta.items()}
     tmp = Path(tempfile.mkdtemp(prefix=".lora-", dir=out_dir))
     try:
         if family == "sd3":
@@ -107,6 +125,7 @@ def save_lora(out_dir: str | Path, network: torch.nn.Module, family: str) -> Pat
             StableDiffusionXLPipeline.save_lora_weights(tmp, unet_lora_layers=state, unet_lora_adapter_metadata=meta)
         else:
             StableDiffusionPipeline.save_lora_weights(tmp, unet_lora_layers=state, unet_lora_adapter_metadata=meta)
+        canonical_header(tmp / LORA_FILE)
         os.replace(tmp / LORA_FILE, out_dir / LORA_FILE)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from t2i_unlearn.artifacts import split_artifacts
 from t2i_unlearn.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -91,9 +92,8 @@ def load_pipeline(
     pipeline_family(pipe)
     pipe.set_progress_bar_config(disable=True)
     loras = [lora] if isinstance(lora, str) else list(lora or [])
-    # Baseline outputs that are not LoRAs (ESD weight deltas, SLD settings) are applied after the LoRAs.
-    from t2i_unlearn.methods.edits import split_artifacts
-
+    # Method outputs that are not LoRAs (ESD weight deltas, SLD settings) are applied after the LoRAs,
+    # as the methods registered them (t2i_unlearn.artifacts): this module knows no method.
     loras, lora_weights, appliers = split_artifacts(loras, lora_weights)
     if loras:
         names = []

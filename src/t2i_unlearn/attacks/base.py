@@ -1,7 +1,7 @@
 """What every attack shares: the budget, the context it runs in, its result, and writing the attack set.
 
 An attack is a function ``run(ctx: AttackContext, config) -> AttackResult`` registered by name in
-:mod:`t2i_unlearn.attacks`. :func:`run_attack` does the rest for all of them: load the concept and the
+:mod:`t2i_unlearn.attacks`. :func:`t2i_unlearn.attacks.runner.run_attack` does the rest for all of them: load the concept and the
 attacked model (``model`` + ``lora``), run the search under the budget, measure the attack success
 rate (ASR) on the attacked model with the concept's judge, and write one folder::
 
@@ -19,7 +19,6 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -279,93 +278,6 @@ def config_from(config_class: type, overrides: dict[str, Any] | None) -> Any:
 
 
 AttackFn = Callable[[AttackContext, Any], AttackResult]
-
-
-def run_attack(
-    name: str,
-    model: str,
-    concept: str | Path | Any,
-    out: str | Path,
-    lora: Sequence[str] | None = None,
-    budget: AttackBudget | None = None,
-    seed: int = 0,
-    settings: dict[str, Any] | None = None,
-    prompts: Sequence[str] | None = None,
-    images_per_prompt: int = 1,
-    base_model: str | None = None,
-    device: str = "cpu",
-    progress: bool = False,
-    command: str = "python API",
-) -> Path:
-    """Run attack ``name`` against ``model`` (+ ``lora``) for ``concept`` and write the attack-set folder ``out``.
-
-    ``prompts`` are the source prompts to start from (default: the concept's safe prompts, which never
-    name it). ``settings`` override the attack's config fields. Returns ``out/attack_set.json``.
-    Raises :class:`UserError` for a bad concept, a zero budget, or a model without a text encoder.
-    """
-    from safetensors.torch import save_file
-
-    from t2i_unlearn.attacks import get_attack
-    from t2i_unlearn.concepts import ConceptSpec, load_concept
-    from t2i_unlearn.evaluation.prompts import write_attack_set
-    from t2i_unlearn.judges import build_judge
-    from t2i_unlearn.models import load_pipeline
-    from t2i_unlearn.utils.io import atomic_directory, atomic_write_json, ensure_writable_dir, make_manifest
-
-    from .text import require_text_encoder
-
-    attack = get_attack(name)
-    budget = budget or AttackBudget()
-    if images_per_prompt < 1:
-        raise UserError("images per prompt must be at least 1")
-    cfg = config_from(attack.config_class, settings)
-    spec = concept if isinstance(concept, ConceptSpec) else load_concept(concept)
-    if spec.sub_concepts:
-        first = next(iter(spec.sub_concepts))
-        raise UserError(f"concept {spec.name} has sub-concepts ({', '.join(spec.sub_concepts)}); attack one of them, e.g. {spec.name}/{first}")
-    if not spec.prompts or spec.judge is None:
-        raise UserError(f"concept {spec.name} has no prompts (or no judge); an attack needs both")
-    sources = list(prompts) if prompts else [p.safe for p in spec.prompts]
-    if any(not s.strip() for s in sources):
-        raise UserError("source prompts must not be empty")
-    out = Path(out)
-    ensure_writable_dir(out.parent if str(out.parent) else Path("."))
-    loras = list(lora or [])
-    torch.manual_seed(seed)
-    pipe = load_pipeline(model, lora=loras or None, device=device)
-    require_text_encoder(pipe, name)
-    for module in (pipe.unet, pipe.text_encoder, pipe.vae):
-        module.requires_grad_(False)
-    judge = build_judge(spec.judge, model)
-    tracker = BudgetTracker(budget)
-    ctx = AttackContext(model, loras, spec, pipe, judge, budget, tracker, seed, device, sources, progress, base_model)
-    logger.info("attack %s on %s (lora %s), concept %s, %d source prompts", name, model, loras, spec.name, len(sources))
-    result = attack.run(ctx, cfg)
-    used = tracker.used()
-    if not result.prompts:
-        raise UserError(f"{name} produced no prompts within the budget {dataclasses.asdict(budget)}; raise it")
-    success = measure_success(ctx, result, images_per_prompt)
-    settings_out = {**dataclasses.asdict(cfg), "budget": dataclasses.asdict(budget), "seed": seed, "images_per_prompt": images_per_prompt}
-    with atomic_directory(out) as tmp:
-        fields: dict[str, Any] = {"attack": attack.name, "concept": spec.name, "target_model": model, "target_lora": loras, "settings": settings_out}
-        if result.embeddings:
-            save_file({k: v.detach().cpu().contiguous().reshape(1, -1) for k, v in result.embeddings.items()}, str(tmp / EMBEDDINGS_FILE))
-            fields["embeddings"] = {"file": EMBEDDINGS_FILE, "kind": "textual_inversion"}
-        write_attack_set(tmp / ATTACK_SET_FILE, result.prompts, **fields)
-        manifest = make_manifest(
-            command,
-            settings_out,
-            inputs={"model": model, "lora": ", ".join(loras), "concept": spec.name, "base_model": base_model or ""},
-            attack=name,
-            budget_used=used,
-            attack_success_rate=success["success_rate"],
-            success=success,
-            source_prompts=sources,
-            info=result.info,
-        )
-        atomic_write_json(tmp / "manifest.json", manifest)
-    logger.info("attack %s: ASR %.3f, used %s", name, success["success_rate"], used)
-    return out / ATTACK_SET_FILE
 
 
 def add_noise(pipe: Any, latents: torch.Tensor, gen: torch.Generator, t_max: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -13,6 +13,8 @@ Layout of a pair folder ``D``::
 ``datasets.load_dataset("imagefolder", data_dir=D)`` yields one example per image with the columns
 ``pair_id`` and ``role`` (``unsafe`` / ``safe`` / ``preserve``); grouping by ``pair_id`` gives the
 pairs. Both rows of a pair carry the pair's prompts, so either row alone says what the pair is.
+A row's other settings are those used for its image: the SDEdit ``strength`` and ``negative_prompt``
+are set on safe rows only (null on unsafe rows, which txt2img drew without them).
 Preserve rows have no ``pair_id`` (null) but a ``preserve_id`` and their ``prompt``.
 """
 
@@ -30,6 +32,8 @@ from t2i_unlearn.errors import UserError
 METADATA = "metadata.jsonl"
 RECORDS = ".pairs"
 ROLES = ("unsafe", "safe")
+# Pair-record fields of folders written before they were named ``safe_*``: settings of the SDEdit (safe) image only.
+_SAFE_ONLY = ("negative_prompt", "strength")
 PRESERVE = "preserve"
 
 
@@ -61,10 +65,12 @@ class PairData:
 def image_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
     """The two ``metadata.jsonl`` rows of one pair record.
 
-    Fields named ``unsafe_x`` / ``safe_x`` become ``x`` in that role's row (``prompt``, ``seed``,
-    ``judge_score`` ...); the pair's two prompts are also kept whole in both rows. Both rows have
-    the same columns, as an image folder's schema requires.
+    Fields named ``unsafe_x`` / ``safe_x`` become ``x`` in that role's row only (``prompt``, ``seed``,
+    ``judge_score``, ``strength`` ...); the pair's two prompts are also kept whole in both rows.
+    :func:`write_metadata` gives every row the same columns (null where a row has no value), as an
+    image folder's schema requires.
     """
+    record = {f"safe_{k}" if k in _SAFE_ONLY else k: v for k, v in record.items()}
     shared = {k: v for k, v in record.items() if not k.startswith(ROLES)}
     rows = []
     for role in ROLES:

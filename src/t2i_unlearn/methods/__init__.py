@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from t2i_unlearn.artifacts import register_artifact
 from t2i_unlearn.errors import UserError
 
 
@@ -53,6 +54,11 @@ def _sld() -> Method:
 
 
 METHODS.update({"esd": _esd, "uce": _uce, "sld": _sld})
+
+# How load_pipeline applies the baselines' outputs that are not LoRAs (file names: methods/edits.py).
+# Weight deltas change the weights; SLD wraps the final pipeline, so it comes last.
+register_artifact("weight_delta", "weight_delta.safetensors", "t2i_unlearn.methods.edits:apply_weight_delta", order=0)
+register_artifact("sld", "sld_config.json", "t2i_unlearn.methods.sld:apply_sld", order=1)
 
 
 def get_method(name: str) -> Method:

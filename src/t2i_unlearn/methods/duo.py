@@ -21,6 +21,7 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -481,8 +482,221 @@ class _Logger:
             self.wandb.finish()
 
 
+@dataclass
+class DUOData:
+    """The pair folder, encoded once: VAE latent distributions and prompt conditioning.
+
+    ``*_mean`` / ``*_std`` are ``[N, C, h, w]`` on the CPU (see :func:`encode_latents`). ``pair_cond``
+    holds one entry per pair (the unsafe prompt) with ``conditioning: prompt``, else None. The
+    ``keep_*`` fields hold the preserve images, None when the preservation term is off.
+    """
+
+    unsafe_mean: torch.Tensor
+    unsafe_std: torch.Tensor
+    safe_mean: torch.Tensor
+    safe_std: torch.Tensor
+    empty: dict[str, Any]
+    pair_cond: dict[str, Any] | None = None
+    keep_mean: torch.Tensor | None = None
+    keep_std: torch.Tensor | None = None
+    keep_cond: dict[str, Any] | None = None
+
+    def __len__(self) -> int:
+        return len(self.unsafe_mean)
+
+
+@dataclass
+class DUOBatch:
+    """What one step draws, for this process's slice of the global batch, on the training device.
+
+    ``z_safe`` / ``z_unsafe``: latent samples of x+ and x-; ``noise``: the noise e shared by a pair;
+    ``t_safe`` / ``t_unsafe``: their timesteps; ``prior_noise`` / ``t_prior``: the output-preserving
+    input e' and its timestep T; ``pair_cond`` / ``empty``: the pairs' and the empty prompt's
+    conditioning. ``z_keep`` ... ``keep_cond`` are the preserve images' inputs, None when the term is off.
+    """
+
+    z_safe: torch.Tensor
+    z_unsafe: torch.Tensor
+    noise: torch.Tensor
+    t_safe: torch.Tensor
+    t_unsafe: torch.Tensor
+    prior_noise: torch.Tensor
+    t_prior: torch.Tensor
+    pair_cond: dict[str, Any]
+    empty: dict[str, Any]
+    z_keep: torch.Tensor | None = None
+    keep_noise: torch.Tensor | None = None
+    t_keep: torch.Tensor | None = None
+    keep_cond: dict[str, Any] | None = None
+
+
+def draw_batch(ops: _Family, data: DUOData, config: DUOConfig, step: int, rank: int, world: int, device: torch.device) -> DUOBatch:
+    """Draw step ``step``'s batch: pair indices, latent samples, noise and timesteps, for process ``rank`` of ``world``.
+
+    The whole global batch is drawn on every process from one generator per step, then this
+    process's slice is kept: the same numbers are used whatever the number of processes, and a
+    resumed run draws what the uninterrupted one drew.
+    """
+    local = config.batch_size // world
+    lo, hi = rank * local, (rank + 1) * local
+    gen = _step_generator(config.seed, step)
+    idx = batch_indices(len(data), config.batch_size, config.seed, step)
+    shape = (config.batch_size, *data.unsafe_mean.shape[1:])
+    noise = torch.randn(shape, generator=gen)
+    n_safe, n_unsafe = torch.randn(shape, generator=gen), torch.randn(shape, generator=gen)
+    t_safe = ops.sample_t(gen, config.batch_size)
+    t_unsafe = ops.sample_t(gen, config.batch_size) if config.independent_timesteps else t_safe.clone()
+    prior_noise = torch.randn(shape, generator=gen)
+    idx, noise, n_safe, n_unsafe, t_safe, t_unsafe, prior_noise = (v[lo:hi] for v in (idx, noise, n_safe, n_unsafe, t_safe, t_unsafe, prior_noise))
+    use_keep = data.keep_mean is not None
+    if use_keep:
+        # drawn after everything else, so runs without the term see the same numbers as before
+        k_idx = torch.randint(len(data.keep_mean), (config.batch_size,), generator=gen)
+        k_noise, k_sample = torch.randn(shape, generator=gen), torch.randn(shape, generator=gen)
+        t_keep = ops.sample_t(gen, config.batch_size)
+        k_idx, k_noise, k_sample, t_keep = (v[lo:hi] for v in (k_idx, k_noise, k_sample, t_keep))
+
+    scale = 1.0 if config.sample_latents else 0.0
+    empty = _index_cond(data.empty, torch.zeros(local, dtype=torch.long, device=device))
+    batch = DUOBatch(
+        z_safe=(data.safe_mean[idx] + scale * data.safe_std[idx] * n_safe).to(device),
+        z_unsafe=(data.unsafe_mean[idx] + scale * data.unsafe_std[idx] * n_unsafe).to(device),
+        noise=noise.to(device),
+        t_safe=t_safe.to(device),
+        t_unsafe=t_unsafe.to(device),
+        prior_noise=prior_noise.to(device),
+        t_prior=ops.prior_t(local).to(device),
+        pair_cond=_index_cond(data.pair_cond, idx.to(device)) if data.pair_cond is not None else empty,
+        empty=empty,
+    )
+    if use_keep:
+        batch.z_keep = (data.keep_mean[k_idx] + scale * data.keep_std[k_idx] * k_sample).to(device)
+        batch.keep_noise, batch.t_keep = k_noise.to(device), t_keep.to(device)
+        batch.keep_cond = _index_cond(data.keep_cond, k_idx.to(device)) if data.keep_cond is not None else empty
+    return batch
+
+
+def duo_step(
+    ops: _Family, net: Any, adapter: Any, batch: DUOBatch, config: DUOConfig, weight_dtype: torch.dtype, autocast: Callable[[], Any]
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """DUO's loss on one batch: ``L = L_DPO + lambda * L_prior (+ preserve_weight * L_preserve)``.
+
+    ``net`` is the denoiser with its LoRA (as the optimiser sees it), ``adapter`` the same model
+    unwrapped (it switches the LoRA off for the reference pass), ``autocast`` the mixed-precision
+    context. One batched reference call (LoRA off, no gradients) and one policy call evaluate the
+    noised pairs, the output-preserving input and, when on, the preserve images; the pure loss
+    functions at the top of this file turn their predictions into the objective. Returns the loss
+    (with gradients) and the detached terms ``loss``, ``dpo``, ``prior``, ``implicit_acc`` and
+    ``preserve`` (0 when the term is off).
+    """
+    local = len(batch.z_safe)
+    x = torch.cat([ops.noisy(batch.z_safe, batch.noise, batch.t_safe), ops.noisy(batch.z_unsafe, batch.noise, batch.t_unsafe), batch.prior_noise])
+    t = torch.cat([batch.t_safe, batch.t_unsafe, batch.t_prior])
+    cond = _cat_cond(batch.pair_cond, batch.pair_cond, batch.empty)
+    use_keep = batch.z_keep is not None
+    if use_keep:
+        x = torch.cat([x, ops.noisy(batch.z_keep, batch.keep_noise, batch.t_keep)])
+        t = torch.cat([t, batch.t_keep])
+        cond = _cat_cond(cond, batch.keep_cond)
+    cond = {k: v.to(weight_dtype) for k, v in cond.items()}
+    x_in = x.to(weight_dtype)
+    target = torch.cat([ops.target(batch.z_safe, batch.noise, batch.t_safe), ops.target(batch.z_unsafe, batch.noise, batch.t_unsafe)]).float()
+
+    # reference: the same network with its adapter off, one batched call without gradients
+    with torch.no_grad(), autocast():
+        adapter.disable_adapters()
+        ref = ops.forward(net, x_in, t, cond).float()
+        adapter.enable_adapters()
+    # policy: every input in one batched call
+    with autocast():
+        pred = ops.forward(net, x_in, t, cond).float()
+
+    # err(z, t) per sample on x+ (first `local` rows) and x- (next `local`); then e' and the preserve images
+    dims = tuple(range(1, pred.ndim))
+    err = (pred[: 2 * local] - target).pow(2).mean(dim=dims)
+    ref_err = (ref[: 2 * local] - target).pow(2).mean(dim=dims)
+    dpo = dpo_unlearning_loss(err[:local], err[local:], ref_err[:local], ref_err[local:], config.beta)
+    prior = output_preserving_loss(pred[2 * local : 3 * local], ref[2 * local : 3 * local])
+    loss = dpo + config.effective_lambda * prior
+    keep = output_preserving_loss(pred[3 * local :], ref[3 * local :]) if use_keep else torch.zeros((), device=pred.device)
+    if use_keep:
+        loss = loss + config.preserve_weight * keep
+    acc = implicit_accuracy(err[:local], err[local:], ref_err[:local], ref_err[local:])
+    logs = {"loss": loss.detach(), "dpo": dpo.detach(), "prior": prior.detach(), "implicit_acc": acc, "preserve": keep.detach()}
+    return loss, logs
+
+
+def _mean_terms(accelerator: Any, logs: dict[str, torch.Tensor], step: int, last_good: Path | None) -> dict[str, float]:
+    """The loss terms averaged over the processes; :class:`UserError` when one is not finite (the run stops)."""
+    parts = accelerator.reduce(torch.stack(list(logs.values())).float(), reduction="mean")
+    if not torch.isfinite(parts).all():
+        where = f"; last good checkpoint: {last_good}" if last_good is not None else "; no checkpoint was written yet"
+        raise UserError(f"loss became {parts[0].item()} at step {step + 1}: stopped{where} (lower --lr or --beta)")
+    return {k: v.item() for k, v in zip(logs, parts, strict=True)}
+
+
+def _log_row(done: int, terms: dict[str, float], grad_norm: Any, config: DUOConfig, preserve: bool, elapsed: float, steps_run: int) -> dict[str, Any]:
+    """One ``logs.jsonl`` line after step ``done`` (``preserve`` only when the term is on)."""
+    row: dict[str, Any] = {"step": done, **{k: v for k, v in terms.items() if k != "preserve"}, "lr": config.effective_lr}
+    if preserve:
+        row["preserve"] = terms["preserve"]
+    if grad_norm is not None:
+        row["grad_norm"] = float(grad_norm)
+    row["elapsed_s"] = elapsed
+    row["pairs_per_s"] = steps_run * config.batch_size / max(elapsed, 1e-9)
+    return row
+
+
+# ---- checkpoints: where a run starts, what it saves, what it resumes from ----
+
+
 def _checkpoints(out: Path) -> list[Path]:
     return sorted((out / "checkpoints").glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
+
+
+def _same_run(saved: dict[str, Any], config: DUOConfig) -> str | None:
+    now = config.to_dict()
+    for key, value in saved.items():
+        if key not in _RESUMABLE_CHANGES and now.get(key) != value:
+            return f"{key} was {value!r}, now {now.get(key)!r}"
+    return None
+
+
+def _starting_point(out: Path, config: DUOConfig, resume: bool, overwrite: bool, main: bool, accelerator: Any) -> tuple[int, Path | None, bool]:
+    """``(start step, checkpoint to resume from or None, already finished)`` for the output folder ``out``.
+
+    Refuses (:class:`UserError`) a folder holding a run unless ``resume`` (same settings) or
+    ``overwrite`` (its run is deleted) is given.
+    """
+    from t2i_unlearn import adapters
+    from t2i_unlearn.utils.io import ensure_writable_dir
+
+    start_step, checkpoint = 0, None
+    if main:
+        ensure_writable_dir(out)
+    accelerator.wait_for_everyone()
+    existing = _checkpoints(out) if out.exists() else []
+    if resume:
+        if not existing:
+            raise UserError(f"--resume: no checkpoint in {out / 'checkpoints'}")
+        checkpoint = existing[-1]
+        saved = json.loads((checkpoint / "state.json").read_text())
+        why = _same_run(saved["config"], config)
+        if why:
+            raise UserError(f"--resume: settings differ from the checkpoint's ({why})")
+        start_step = int(saved["step"])
+        if start_step > config.max_steps:
+            raise UserError(f"--resume: the latest checkpoint is at step {start_step}, past --max-steps {config.max_steps}")
+        if start_step >= config.max_steps and (out / adapters.LORA_FILE).exists():
+            return start_step, checkpoint, True
+    elif (existing or (out / adapters.LORA_FILE).exists()) and not overwrite:
+        raise UserError(f"{out} already holds a DUO run; pass --resume to continue it or --overwrite to start over")
+    elif overwrite and main:
+        for name in ("checkpoints", "logs.jsonl", "tensorboard", adapters.LORA_FILE):
+            p = out / name
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    accelerator.wait_for_everyone()
+    return start_step, checkpoint, False
 
 
 def _save_checkpoint(out: Path, step: int, network: torch.nn.Module, optimizer: Any, scaler: Any, config: DUOConfig) -> Path:
@@ -504,12 +718,67 @@ def _save_checkpoint(out: Path, step: int, network: torch.nn.Module, optimizer: 
     return final
 
 
-def _same_run(saved: dict[str, Any], config: DUOConfig) -> str | None:
-    now = config.to_dict()
-    for key, value in saved.items():
-        if key not in _RESUMABLE_CHANGES and now.get(key) != value:
-            return f"{key} was {value!r}, now {now.get(key)!r}"
-    return None
+# ---- set-up: model with its LoRA, data, optimiser ----
+
+
+def _setup_network(pipe: Any, family: str, config: DUOConfig, checkpoint: Path | None, device: torch.device, weight_dtype: torch.dtype) -> Any:
+    """The pipeline's denoiser with a fresh LoRA (or the checkpoint's), on ``device``, in training mode."""
+    from safetensors.torch import load_file
+
+    from t2i_unlearn import adapters
+
+    net = adapters.denoiser(pipe)
+    targets = config.target_modules or adapters.default_targets(family)
+    init = True if config.init_lora_weights == "default" else config.init_lora_weights  # peft's True = Kaiming-uniform A
+    adapters.add_lora(net, config.rank, config.alpha, targets, init=init, seed=config.seed)
+    if checkpoint is not None:
+        adapters.load_lora_state(net, load_file(str(checkpoint / "lora.safetensors")))
+    net.to(device)
+    if weight_dtype != torch.float32:
+        # frozen weights in half precision, trainable LoRA weights in float32 (autocast does the rest)
+        for p in net.parameters():
+            p.data = p.data.to(torch.float32 if p.requires_grad else weight_dtype)
+    if config.gradient_checkpointing:
+        net.enable_gradient_checkpointing()
+    net.train()
+    return net
+
+
+def _encode_data(pipe: Any, ops: _Family, pairs: Any, config: DUOConfig, device: torch.device) -> DUOData:
+    """Encode the pairs (and the preserve images when the term is on) once; the encoders go back to the CPU."""
+    frozen = [getattr(pipe, name, None) for name in ("text_encoder", "text_encoder_2", "text_encoder_3", "vae")]
+    for part in frozen:
+        if part is not None:
+            part.requires_grad_(False).to(device)
+    unsafe_mean, unsafe_std = encode_latents(pipe.vae, pairs.unsafe, device)
+    safe_mean, safe_std = encode_latents(pipe.vae, pairs.safe, device)
+    data = DUOData(unsafe_mean, unsafe_std, safe_mean, safe_std, empty=ops.encode_prompts([""], device))
+    if config.conditioning == "prompt":
+        data.pair_cond = ops.encode_prompts(pairs.unsafe_prompts, device)
+    if config.preserve_weight > 0 and pairs.preserve is not None:
+        data.keep_mean, data.keep_std = encode_latents(pipe.vae, pairs.preserve, device)
+        data.keep_cond = ops.encode_prompts(pairs.preserve_prompts, device) if config.conditioning == "prompt" else None
+    for part in frozen:
+        if part is not None:
+            part.to("cpu")  # not needed any more: free accelerator memory
+    return data
+
+
+def _setup_optimizer(net: Any, config: DUOConfig, checkpoint: Path | None, accelerator: Any) -> tuple[list[torch.nn.Parameter], Any, Any]:
+    """``(trainable parameters, prepared network, prepared AdamW)``, with the checkpoint's optimiser (and scaler) state."""
+    from t2i_unlearn.utils.io import safe_torch_load
+
+    params = [p for p in net.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        params, lr=config.effective_lr, betas=(config.adam_beta1, config.adam_beta2), weight_decay=config.weight_decay, eps=config.adam_epsilon
+    )
+    opt_state = safe_torch_load(checkpoint / "optimizer.pt") if checkpoint is not None else None
+    if opt_state is not None:
+        optimizer.load_state_dict(opt_state["optimizer"])
+    net_p, optimizer = accelerator.prepare(net, optimizer)
+    if opt_state is not None and "scaler" in opt_state and accelerator.scaler is not None:
+        accelerator.scaler.load_state_dict(opt_state["scaler"])
+    return params, net_p, optimizer
 
 
 def train_duo(
@@ -530,16 +799,17 @@ def train_duo(
     ``resume`` the latest checkpoint in ``out`` is continued (same settings required, except
     ``max_steps`` and the bookkeeping fields). Under ``accelerate launch`` the global batch is split
     over the processes. A non-finite loss stops training with :class:`UserError`, keeping the last
-    good checkpoint.
+    good checkpoint. With ``preserve_weight > 0`` and a pair folder without preserve images, the
+    preservation term is left out: a warning, and ``preserve_weight_used: 0`` in the settings written
+    to ``duo_config.json``, the model card and the manifest.
     """
     from accelerate import Accelerator
-    from safetensors.torch import load_file
     from tqdm.auto import tqdm
 
     from t2i_unlearn import adapters
     from t2i_unlearn.data import load_pairs
     from t2i_unlearn.models import load_pipeline, pipeline_family, resolve_model
-    from t2i_unlearn.utils.io import atomic_write_json, ensure_writable_dir, make_manifest, safe_torch_load
+    from t2i_unlearn.utils.io import atomic_write_json, make_manifest
 
     config = config or DUOConfig()
     config.validate()
@@ -552,93 +822,29 @@ def train_duo(
     world, rank = accelerator.num_processes, accelerator.process_index
     if config.batch_size % world:
         raise UserError(f"batch_size {config.batch_size} is not divisible by the {world} processes")
-    local = config.batch_size // world
     main = accelerator.is_main_process
 
-    # ---- output folder and resumption ----
-    start_step = 0
-    checkpoint: Path | None = None
-    if main:
-        ensure_writable_dir(out)
-    accelerator.wait_for_everyone()
-    existing = _checkpoints(out) if out.exists() else []
-    if resume:
-        if not existing:
-            raise UserError(f"--resume: no checkpoint in {out / 'checkpoints'}")
-        checkpoint = existing[-1]
-        saved = json.loads((checkpoint / "state.json").read_text())
-        why = _same_run(saved["config"], config)
-        if why:
-            raise UserError(f"--resume: settings differ from the checkpoint's ({why})")
-        start_step = int(saved["step"])
-        if start_step > config.max_steps:
-            raise UserError(f"--resume: the latest checkpoint is at step {start_step}, past --max-steps {config.max_steps}")
-        if start_step >= config.max_steps and (out / adapters.LORA_FILE).exists():
-            logger.info("already trained to step %d", start_step)
-            return out
-    elif (existing or (out / adapters.LORA_FILE).exists()) and not overwrite:
-        raise UserError(f"{out} already holds a DUO run; pass --resume to continue it or --overwrite to start over")
-    elif overwrite and main:
-        for name in ("checkpoints", "logs.jsonl", "tensorboard", adapters.LORA_FILE):
-            p = out / name
-            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-    accelerator.wait_for_everyone()
-
-    # ---- model ----
+    # ---- set-up: output folder (or the checkpoint to resume), model, data, optimiser ----
+    start_step, checkpoint, finished = _starting_point(out, config, resume, overwrite, main, accelerator)
+    if finished:
+        logger.info("already trained to step %d", start_step)
+        return out
     dev = accelerator.device
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(mixed, torch.float32)
     pipe = load_pipeline(model, device="cpu", dtype=torch.float32)
     family = pipeline_family(pipe)
     ops = _family_ops(pipe, config)
-    net = adapters.denoiser(pipe)
-    for name in ("text_encoder", "text_encoder_2", "text_encoder_3", "vae"):
-        part = getattr(pipe, name, None)
-        if part is not None:
-            part.requires_grad_(False).to(dev)
-    targets = config.target_modules or adapters.default_targets(family)
-    init = True if config.init_lora_weights == "default" else config.init_lora_weights  # peft's True = Kaiming-uniform A
-    adapters.add_lora(net, config.rank, config.alpha, targets, init=init, seed=config.seed)
-    if checkpoint is not None:
-        adapters.load_lora_state(net, load_file(str(checkpoint / "lora.safetensors")))
-    net.to(dev)
-    if weight_dtype != torch.float32:
-        # frozen weights in half precision, trainable LoRA weights in float32 (autocast does the rest)
-        for p in net.parameters():
-            p.data = p.data.to(torch.float32 if p.requires_grad else weight_dtype)
-    if config.gradient_checkpointing:
-        net.enable_gradient_checkpointing()
-    net.train()
+    net = _setup_network(pipe, family, config, checkpoint, dev, weight_dtype)
+    preserve_off = config.preserve_weight > 0 and pairs.preserve is None
+    if preserve_off:
+        logger.warning(
+            "preserve_weight is %s but %s has no preserve images (no `preserve:` prompts in its concept spec): training without the preservation term",
+            config.preserve_weight,
+            pairs.root,
+        )
+    duo_data = _encode_data(pipe, ops, pairs, config, dev)
 
-    # ---- data, encoded once ----
-    latent_mean, latent_std = encode_latents(pipe.vae, pairs.unsafe, dev)
-    safe_mean, safe_std = encode_latents(pipe.vae, pairs.safe, dev)
-    empty = ops.encode_prompts([""], dev)
-    if config.conditioning == "prompt":
-        prompt_cond = ops.encode_prompts(pairs.unsafe_prompts, dev)
-    use_keep = config.preserve_weight > 0
-    if use_keep:
-        if pairs.preserve is None:
-            raise UserError(
-                f"preserve_weight is {config.preserve_weight} but {pairs.root} has no preserve images; "
-                "add `preserve:` prompts to the concept spec and rerun 'data pairs'"
-            )
-        keep_mean, keep_std = encode_latents(pipe.vae, pairs.preserve, dev)
-        keep_cond = ops.encode_prompts(pairs.preserve_prompts, dev) if config.conditioning == "prompt" else None
-    for name in ("text_encoder", "text_encoder_2", "text_encoder_3", "vae"):
-        part = getattr(pipe, name, None)
-        if part is not None:
-            part.to("cpu")  # not needed any more: free accelerator memory
-
-    params = [p for p in net.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(
-        params, lr=config.effective_lr, betas=(config.adam_beta1, config.adam_beta2), weight_decay=config.weight_decay, eps=config.adam_epsilon
-    )
-    opt_state = safe_torch_load(checkpoint / "optimizer.pt") if checkpoint is not None else None
-    if opt_state is not None:
-        optimizer.load_state_dict(opt_state["optimizer"])
-    net_p, optimizer = accelerator.prepare(net, optimizer)
-    if opt_state is not None and "scaler" in opt_state and accelerator.scaler is not None:
-        accelerator.scaler.load_state_dict(opt_state["scaler"])
+    params, net_p, optimizer = _setup_optimizer(net, config, checkpoint, accelerator)
     unwrapped = accelerator.unwrap_model(net_p)
 
     # ---- bookkeeping ----
@@ -651,6 +857,9 @@ def train_duo(
         "processes": world,
         "mixed_precision_used": mixed,
     }
+    if preserve_off:
+        settings["preserve_weight_used"] = 0.0
+        settings["preserve_term"] = "off: the pair data has no preserve images (no `preserve:` prompts in its concept spec)"
     if main:
         atomic_write_json(out / "duo_config.json", settings)
     log = _Logger(out, config, main, start_step)
@@ -668,110 +877,37 @@ def train_duo(
         lam,
     )
 
+    # ---- the loop ----
     bar = tqdm(total=config.max_steps, initial=start_step, desc="DUO", disable=not (progress and main), dynamic_ncols=True)
     t0 = time.perf_counter()
     last_good = checkpoint
-    lo, hi = rank * local, (rank + 1) * local
-    for step in range(start_step, config.max_steps):
-        # Draw the whole global batch on every process, then keep this process's slice: the same
-        # numbers are used whatever the number of processes.
-        gen = _step_generator(config.seed, step)
-        idx = batch_indices(len(pairs), config.batch_size, config.seed, step)
-        shape = (config.batch_size, *latent_mean.shape[1:])
-        noise = torch.randn(shape, generator=gen)
-        n_safe, n_unsafe = torch.randn(shape, generator=gen), torch.randn(shape, generator=gen)
-        t_safe = ops.sample_t(gen, config.batch_size)
-        t_unsafe = ops.sample_t(gen, config.batch_size) if config.independent_timesteps else t_safe.clone()
-        prior_noise = torch.randn(shape, generator=gen)
-        idx, noise, n_safe, n_unsafe, t_safe, t_unsafe, prior_noise = (v[lo:hi] for v in (idx, noise, n_safe, n_unsafe, t_safe, t_unsafe, prior_noise))
-        if use_keep:
-            # drawn after everything else, so runs without the term see the same numbers as before
-            k_idx = torch.randint(len(keep_mean), (config.batch_size,), generator=gen)
-            k_noise, k_sample = torch.randn(shape, generator=gen), torch.randn(shape, generator=gen)
-            t_keep = ops.sample_t(gen, config.batch_size)
-            k_idx, k_noise, k_sample, t_keep = (v[lo:hi] for v in (k_idx, k_noise, k_sample, t_keep))
+    try:
+        for step in range(start_step, config.max_steps):
+            batch = draw_batch(ops, duo_data, config, step, rank, world, dev)
+            loss, logs = duo_step(ops, net_p, unwrapped, batch, config, weight_dtype, accelerator.autocast)
+            terms = _mean_terms(accelerator, logs, step, last_good)
 
-        scale = 1.0 if config.sample_latents else 0.0
-        z_safe = (safe_mean[idx] + scale * safe_std[idx] * n_safe).to(dev)
-        z_unsafe = (latent_mean[idx] + scale * latent_std[idx] * n_unsafe).to(dev)
-        noise, prior_noise, t_safe, t_unsafe = noise.to(dev), prior_noise.to(dev), t_safe.to(dev), t_unsafe.to(dev)
-        t_prior = ops.prior_t(local).to(dev)
+            accelerator.backward(loss)
+            grad_norm = accelerator.clip_grad_norm_(params, config.max_grad_norm) if accelerator.sync_gradients else None
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
 
-        x = torch.cat([ops.noisy(z_safe, noise, t_safe), ops.noisy(z_unsafe, noise, t_unsafe), prior_noise])
-        t = torch.cat([t_safe, t_unsafe, t_prior])
-        empty_local = _index_cond(empty, torch.zeros(local, dtype=torch.long, device=dev))
-        pair_cond = _index_cond(prompt_cond, idx.to(dev)) if config.conditioning == "prompt" else empty_local
-        cond = _cat_cond(pair_cond, pair_cond, empty_local)
-        if use_keep:
-            z_keep = (keep_mean[k_idx] + scale * keep_std[k_idx] * k_sample).to(dev)
-            t_keep = t_keep.to(dev)
-            x = torch.cat([x, ops.noisy(z_keep, k_noise.to(dev), t_keep)])
-            t = torch.cat([t, t_keep])
-            cond = _cat_cond(cond, _index_cond(keep_cond, k_idx.to(dev)) if keep_cond is not None else empty_local)
-        cond = {k: v.to(weight_dtype) for k, v in cond.items()}
-        x_in = x.to(weight_dtype)
-        target = torch.cat([ops.target(z_safe, noise, t_safe), ops.target(z_unsafe, noise, t_unsafe)]).float()
+            done = step + 1
+            bar.update(1)
+            if main and (done % config.log_every == 0 or done == config.max_steps):
+                row = _log_row(done, terms, grad_norm, config, batch.z_keep is not None, time.perf_counter() - t0, done - start_step)
+                log.log(row)
+                bar.set_postfix(loss=f"{row['loss']:.4g}", acc=f"{row['implicit_acc']:.2f}")
+            if done % config.checkpoint_every == 0 or done == config.max_steps:
+                if main:
+                    inner = optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer
+                    last_good = _save_checkpoint(out, done, unwrapped, inner, accelerator.scaler, config)
+                accelerator.wait_for_everyone()
+    finally:
+        bar.close()
+        log.close()
 
-        # reference: the same network with its adapter off, one batched call without gradients
-        with torch.no_grad(), accelerator.autocast():
-            unwrapped.disable_adapters()
-            ref = ops.forward(net_p, x_in, t, cond).float()
-            unwrapped.enable_adapters()
-        # policy: pair + prior inputs in one batched call
-        with accelerator.autocast():
-            pred = ops.forward(net_p, x_in, t, cond).float()
-
-        dims = tuple(range(1, pred.ndim))
-        err = (pred[: 2 * local] - target).pow(2).mean(dim=dims)
-        ref_err = (ref[: 2 * local] - target).pow(2).mean(dim=dims)
-        dpo = dpo_unlearning_loss(err[:local], err[local:], ref_err[:local], ref_err[local:], config.beta)
-        prior = output_preserving_loss(pred[2 * local : 3 * local], ref[2 * local : 3 * local])
-        loss = dpo + lam * prior
-        keep = output_preserving_loss(pred[3 * local :], ref[3 * local :]) if use_keep else torch.zeros((), device=dev)
-        if use_keep:
-            loss = loss + config.preserve_weight * keep
-        acc = implicit_accuracy(err[:local], err[local:], ref_err[:local], ref_err[local:])
-
-        parts = accelerator.reduce(torch.stack([loss.detach(), dpo.detach(), prior.detach(), acc, keep.detach()]).float(), reduction="mean")
-        if not torch.isfinite(parts).all():
-            bar.close()
-            log.close()
-            where = f"; last good checkpoint: {last_good}" if last_good is not None else "; no checkpoint was written yet"
-            raise UserError(f"loss became {parts[0].item()} at step {step + 1}: stopped{where} (lower --lr or --beta)")
-
-        accelerator.backward(loss)
-        grad_norm = accelerator.clip_grad_norm_(params, config.max_grad_norm) if accelerator.sync_gradients else None
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-        done = step + 1
-        bar.update(1)
-        if main and (done % config.log_every == 0 or done == config.max_steps):
-            row = {
-                "step": done,
-                "loss": parts[0].item(),
-                "dpo": parts[1].item(),
-                "prior": parts[2].item(),
-                "implicit_acc": parts[3].item(),
-                "lr": config.effective_lr,
-            }
-            if use_keep:
-                row["preserve"] = parts[4].item()
-            if grad_norm is not None:
-                row["grad_norm"] = float(grad_norm)
-            row["elapsed_s"] = time.perf_counter() - t0
-            row["pairs_per_s"] = (done - start_step) * config.batch_size / max(row["elapsed_s"], 1e-9)
-            log.log(row)
-            bar.set_postfix(loss=f"{row['loss']:.4g}", acc=f"{row['implicit_acc']:.2f}")
-        if done % config.checkpoint_every == 0 or done == config.max_steps:
-            if main:
-                last_good = _save_checkpoint(
-                    out, done, unwrapped, optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer, accelerator.scaler, config
-                )
-            accelerator.wait_for_everyone()
-    bar.close()
-    log.close()
-
+    # ---- the result ----
     if main:
         adapters.save_lora(out, unwrapped, family)
         data_info = {"path": str(pairs.root), "pairs": len(pairs), "sha256": pairs.data_hash}

@@ -11,7 +11,8 @@ A baseline's output folder holds exactly one of:
 - ``sld_config.json``: inference-time settings (SLD), no weights.
 
 plus ``README.md`` (model card), ``manifest.json`` and the method's settings. ``load_pipeline(model,
-lora=[folder])`` applies any of them, so ``eval`` and the report treat every method the same way.
+lora=[folder])`` applies any of them (the methods package registers the two non-LoRA kinds in
+:mod:`t2i_unlearn.artifacts`), so ``eval`` and the report treat every method the same way.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import dataclasses
 import json
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -320,21 +321,6 @@ def temp_folder(out: Path) -> Path:
 # ---------------------------------------------------------------------------------------------
 
 
-def artifact_kind(path: str | Path) -> str:
-    """``lora``, ``weight_delta`` or ``sld`` for an output folder (or file); anything else is treated as a LoRA."""
-    p = Path(path)
-    if p.is_dir():
-        if (p / DELTA_FILE).exists() and not (p / LORA_FILE).exists():
-            return "weight_delta"
-        if (p / SLD_FILE).exists() and not (p / LORA_FILE).exists():
-            return "sld"
-    elif p.name == DELTA_FILE:
-        return "weight_delta"
-    elif p.name == SLD_FILE:
-        return "sld"
-    return "lora"
-
-
 def apply_weight_delta(pipe: Any, path: str | Path, weight: float = 1.0) -> Any:
     """Add ``weight`` times a weight delta to the pipeline's denoiser (in place); returns ``pipe``."""
     from safetensors import safe_open
@@ -360,36 +346,6 @@ def apply_weight_delta(pipe: Any, path: str | Path, weight: float = 1.0) -> Any:
             params[name].add_(delta.to(params[name].device, params[name].dtype), alpha=float(weight))
     logger.info("applied weight delta %s (%d parameters, weight %s)", file, len(tensors), weight)
     return pipe
-
-
-def split_artifacts(loras: list[str], weights: Sequence[float] | None) -> tuple[list[str], list[float] | None, list[Callable[[Any], Any]]]:
-    """Separate LoRAs from other baseline outputs for :func:`t2i_unlearn.models.load_pipeline`.
-
-    Returns ``(loras, their weights, appliers)``; each applier takes the pipeline (with its LoRAs
-    loaded) and returns the pipeline to use. With no other outputs, ``loras`` and ``weights`` come
-    back unchanged.
-    """
-    kinds = [artifact_kind(p) for p in loras]
-    if all(k == "lora" for k in kinds):
-        return loras, (list(weights) if weights else None), []
-    ws = list(weights) if weights else [1.0] * len(loras)
-    if len(ws) != len(loras):
-        raise UserError(f"{len(loras)} LoRAs but {len(ws)} LoRA weights")
-    keep = [(p, w) for p, w, k in zip(loras, ws, kinds, strict=True) if k == "lora"]
-    appliers: list[Callable[[Any], Any]] = []
-    for p, w, k in zip(loras, ws, kinds, strict=True):
-        if k == "weight_delta":
-            appliers.append(lambda pipe, p=p, w=w: apply_weight_delta(pipe, p, w))
-    for p, w, k in zip(loras, ws, kinds, strict=True):
-        if k == "sld":  # last: SLD wraps the final weights
-            appliers.append(lambda pipe, p=p, w=w: _apply_sld(pipe, p, w))
-    return [p for p, _ in keep], ([w for _, w in keep] if keep else None), appliers
-
-
-def _apply_sld(pipe: Any, path: str, weight: float) -> Any:
-    from t2i_unlearn.methods.sld import apply_sld
-
-    return apply_sld(pipe, path, weight)
 
 
 def read_json(path: Path) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from t2i_unlearn.errors import UserError
 from t2i_unlearn.toy import judges as judges_mod
 from t2i_unlearn.toy.render import ATTRIBUTES, JUDGE_VARIANTS, render_dataset, render_judge_variant, vocabulary_words
 from t2i_unlearn.toy.tokenizer import save_clip_tokenizer
+from t2i_unlearn.toy.world import WORLD_FILES, WORLD_FORMAT, ToyPreset, get_preset, verify_world
 from t2i_unlearn.utils.io import (
     atomic_directory,
     atomic_torch_save,
@@ -46,48 +47,7 @@ from t2i_unlearn.utils.io import (
 
 logger = logging.getLogger(__name__)
 
-WORLD_FORMAT = 2  # bump when the layout or the recipe changes, so stale caches are rebuilt
-
-
-@dataclass(frozen=True)
-class ToyPreset:
-    """Sizes and budgets of a toy-world build. ``full`` is the bench; ``quick`` is the test fixture."""
-
-    name: str
-    n_images: int
-    vae_steps: int
-    unet_steps: int
-    judge_steps: int
-    eval_per_group: int
-    vae_batch: int = 64
-    vae_lr: float = 1e-3
-    unet_batch: int = 64
-    unet_lr: float = 6e-4
-    unet_channels: tuple[int, ...] = (32, 64, 64)
-    text_hidden: int = 64
-    judge_batch: int = 128
-    judge_lr: float = 2e-3
-    judge_variants: int = 6000
-    cfg_dropout: float = 0.1
-    ema_decay: float = 0.999
-    checkpoint_every: int = 200
-    sample_steps: int = 25
-    guidance: float = 4.0
-
-
-PRESETS: dict[str, ToyPreset] = {
-    "quick": ToyPreset(name="quick", n_images=4000, vae_steps=80, unet_steps=150, judge_steps=150, eval_per_group=16, judge_variants=600, checkpoint_every=50),
-    "full": ToyPreset(name="full", n_images=40000, vae_steps=300, unet_steps=3600, judge_steps=1500, eval_per_group=200),
-}
-
 STAGES = ("render", "tokenizer", "vae", "unet", "judges", "assemble", "quality")
-
-
-def get_preset(name: str) -> ToyPreset:
-    """The preset called ``name``; :class:`UserError` if there is none."""
-    if name not in PRESETS:
-        raise UserError(f"unknown toy preset {name!r}; choose one of: {', '.join(PRESETS)}")
-    return PRESETS[name]
 
 
 def _generator(seed: int, stage: int, step: int) -> torch.Generator:
@@ -459,34 +419,12 @@ def build_world(out: str | Path, preset: str | ToyPreset = "full", seed: int = 0
         command="t2i-unlearn toy build",
         settings={"preset": asdict(spec), "seed": seed, "format": WORLD_FORMAT},
         stage_seconds=timings,
-        files=hash_files(out, ("pipeline/**/*", "judges/*", "quality.json")),
+        files=hash_files(out, WORLD_FILES),
     )
     atomic_write_json(out / "manifest.json", manifest)
     shutil.rmtree(builder.scratch, ignore_errors=True)
     logger.info("toy world built in %.0f s at %s", time.time() - t0, out)
     return out
-
-
-def verify_world(world: str | Path) -> dict[str, Any]:
-    """Check a world's files against its manifest; returns the manifest or raises :class:`UserError`."""
-    world = Path(world)
-    manifest_path = world / "manifest.json"
-    if not manifest_path.exists():
-        raise UserError(f"{world} is not a complete toy world (no manifest.json); run 't2i-unlearn toy build'")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-        expected = manifest["files"]
-    except (ValueError, KeyError) as exc:
-        raise UserError(f"toy world at {world} is corrupted (unreadable manifest.json); rebuild it with --rebuild") from exc
-    if manifest["settings"].get("format") != WORLD_FORMAT:
-        raise UserError(f"toy world at {world} has format {manifest['settings'].get('format')}, this version needs {WORLD_FORMAT}; rebuild it with --rebuild")
-    actual = hash_files(world, ("pipeline/**/*", "judges/*", "quality.json"))
-    for rel, digest in expected.items():
-        if rel not in actual:
-            raise UserError(f"toy world at {world} is corrupted ({rel} is missing); rebuild it with --rebuild")
-        if actual[rel] != digest:
-            raise UserError(f"toy world at {world} is corrupted ({rel} does not match its hash); rebuild it with --rebuild")
-    return manifest
 
 
 def preset_with(base: str, **changes: Any) -> ToyPreset:

@@ -1,13 +1,86 @@
-"""Where toy worlds live: the user cache directory, or the trained ``full`` world shipped with the package."""
+"""Where toy worlds live and what makes one complete: presets, the format version, the manifest check.
+
+The cache directory or the trained ``full`` world shipped with the package. Building a world is
+:mod:`t2i_unlearn.toy.build`, which imports this module (never the other way round).
+"""
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 
 from t2i_unlearn.errors import UserError
+
+WORLD_FORMAT = 2  # bump when the layout or the recipe changes, so stale caches are rebuilt
+WORLD_FILES = ("pipeline/**/*", "judges/*", "quality.json")  # what a world's manifest hashes
+
+
+@dataclass(frozen=True)
+class ToyPreset:
+    """Sizes and budgets of a toy-world build. ``full`` is the bench; ``quick`` is the test fixture."""
+
+    name: str
+    n_images: int
+    vae_steps: int
+    unet_steps: int
+    judge_steps: int
+    eval_per_group: int
+    vae_batch: int = 64
+    vae_lr: float = 1e-3
+    unet_batch: int = 64
+    unet_lr: float = 6e-4
+    unet_channels: tuple[int, ...] = (32, 64, 64)
+    text_hidden: int = 64
+    judge_batch: int = 128
+    judge_lr: float = 2e-3
+    judge_variants: int = 6000
+    cfg_dropout: float = 0.1
+    ema_decay: float = 0.999
+    checkpoint_every: int = 200
+    sample_steps: int = 25
+    guidance: float = 4.0
+
+
+PRESETS: dict[str, ToyPreset] = {
+    "quick": ToyPreset(name="quick", n_images=4000, vae_steps=80, unet_steps=150, judge_steps=150, eval_per_group=16, judge_variants=600, checkpoint_every=50),
+    "full": ToyPreset(name="full", n_images=40000, vae_steps=300, unet_steps=3600, judge_steps=1500, eval_per_group=200),
+}
+
+
+def get_preset(name: str) -> ToyPreset:
+    """The preset called ``name``; :class:`UserError` if there is none."""
+    if name not in PRESETS:
+        raise UserError(f"unknown toy preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def verify_world(world: str | Path) -> dict[str, Any]:
+    """Check a world's files against its manifest; returns the manifest or raises :class:`UserError`."""
+    from t2i_unlearn.utils.io import hash_files
+
+    world = Path(world)
+    manifest_path = world / "manifest.json"
+    if not manifest_path.exists():
+        raise UserError(f"{world} is not a complete toy world (no manifest.json); run 't2i-unlearn toy build'")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        expected = manifest["files"]
+    except (ValueError, KeyError) as exc:
+        raise UserError(f"toy world at {world} is corrupted (unreadable manifest.json); rebuild it with --rebuild") from exc
+    if manifest["settings"].get("format") != WORLD_FORMAT:
+        raise UserError(f"toy world at {world} has format {manifest['settings'].get('format')}, this version needs {WORLD_FORMAT}; rebuild it with --rebuild")
+    actual = hash_files(world, WORLD_FILES)
+    for rel, digest in expected.items():
+        if rel not in actual:
+            raise UserError(f"toy world at {world} is corrupted ({rel} is missing); rebuild it with --rebuild")
+        if actual[rel] != digest:
+            raise UserError(f"toy world at {world} is corrupted ({rel} does not match its hash); rebuild it with --rebuild")
+    return manifest
 
 
 def cache_root() -> Path:
@@ -20,8 +93,6 @@ def cache_root() -> Path:
 
 def default_world_dir(preset: str, seed: int = 0) -> Path:
     """Where ``toy build`` puts a world by default."""
-    from t2i_unlearn.toy.build import WORLD_FORMAT
-
     return cache_root() / "toy" / f"{preset}-seed{seed}-v{WORLD_FORMAT}"
 
 
@@ -33,8 +104,6 @@ def shipped_world(preset: str) -> Path | None:
 
 def find_world(preset: str = "full", seed: int = 0) -> Path:
     """A complete, verified world for ``preset``: the cached build if present, else the shipped one."""
-    from t2i_unlearn.toy.build import get_preset, verify_world
-
     get_preset(preset)
     cached = default_world_dir(preset, seed)
     if (cached / "manifest.json").exists():

@@ -1,0 +1,61 @@
+"""The attack registry: each attack by name, with its config class and ``run`` (loaded on first use)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from t2i_unlearn.attacks.base import AttackResult
+from t2i_unlearn.errors import UserError
+
+
+@dataclass(frozen=True)
+class Attack:
+    """A registered attack."""
+
+    name: str
+    config_class: type
+    run: Callable[..., AttackResult]
+    needs_base_model: bool
+    description: str
+
+
+def _ring_a_bell() -> Attack:
+    from t2i_unlearn.attacks import ring_a_bell as m
+
+    return Attack("ring_a_bell", m.RingABellConfig, m.run, False, "black-box: genetic search for hard prompts near prompt + eta * concept direction")
+
+
+def _concept_inversion() -> Attack:
+    from t2i_unlearn.attacks import concept_inversion as m
+
+    return Attack("concept_inversion", m.ConceptInversionConfig, m.run, True, "white-box: textual inversion of a new token on base-model concept images")
+
+
+def _unlearndiff() -> Attack:
+    from t2i_unlearn.attacks import unlearndiff as m
+
+    return Attack("unlearndiff", m.UnlearnDiffConfig, m.run, True, "white-box: k prefix tokens as relaxed one-hot so the model denoises like a concept image")
+
+
+def _p4d() -> Attack:
+    from t2i_unlearn.attacks import p4d as m
+
+    return Attack("p4d", m.P4DConfig, m.run, True, "white-box: hard tokens whose noise prediction matches the base model's on the unsafe prompt")
+
+
+# Entries are built lazily so that importing the registry stays cheap.
+ATTACKS: dict[str, Callable[[], Attack]] = {
+    "ring_a_bell": _ring_a_bell,
+    "concept_inversion": _concept_inversion,
+    "unlearndiff": _unlearndiff,
+    "p4d": _p4d,
+}
+
+
+def get_attack(name: str) -> Attack:
+    """The attack registered as ``name``; :class:`UserError` if there is none."""
+    key = name.replace("-", "_").lower()
+    if key not in ATTACKS:
+        raise UserError(f"unknown attack {name!r}; known: {', '.join(sorted(ATTACKS))}")
+    return ATTACKS[key]()
