@@ -14,7 +14,6 @@ directory, plus a single-file checkpoint in the family's original layout (SD 1.x
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -95,6 +94,8 @@ def save_lora(out_dir: str | Path, network: torch.nn.Module, family: str) -> Pat
     """
     from diffusers import StableDiffusion3Pipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
 
+    from t2i_unlearn.utils.io import publish
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     state = lora_state(network)
@@ -107,7 +108,7 @@ def save_lora(out_dir: str | Path, network: torch.nn.Module, family: str) -> Pat
             StableDiffusionXLPipeline.save_lora_weights(tmp, unet_lora_layers=state, unet_lora_adapter_metadata=meta)
         else:
             StableDiffusionPipeline.save_lora_weights(tmp, unet_lora_layers=state, unet_lora_adapter_metadata=meta)
-        os.replace(tmp / LORA_FILE, out_dir / LORA_FILE)
+        publish(tmp / LORA_FILE, out_dir / LORA_FILE)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out_dir / LORA_FILE
