@@ -195,20 +195,24 @@ def generate_missing(
     device: str,
     progress: bool,
 ) -> int:
-    """Generate the jobs whose keys are not cached (this process's share of them); returns how many it drew."""
+    """Generate this process's share of the jobs whose keys are not cached; returns how many it drew.
+
+    The shares are cut from the full job list, before looking at the cache: each image belongs to one
+    process whatever the others have already drawn, so processes that start at different times
+    neither skip an image nor draw one twice.
+    """
     import torch
 
     from t2i_unlearn.models import generate_images, load_pipeline
 
     rank, world, _ = _distributed()
-    missing = [(job, key, fields) for job, key, fields in jobs if not cache.has(key)]
     seen: set[str] = set()
     unique = []
-    for entry in missing:  # the same image asked twice (e.g. one prompt in two sets) is drawn once
+    for entry in jobs:  # the same image asked twice (e.g. one prompt in two sets) is drawn once
         if entry[1] not in seen:
             seen.add(entry[1])
             unique.append(entry)
-    mine = unique[rank::world]
+    mine = [entry for entry in unique[rank::world] if not cache.has(entry[1])]
     if not mine:
         return 0
     pipe = load_pipeline(variant.model, lora=variant.lora or None, lora_weights=variant.lora_weights or None, device=device)
