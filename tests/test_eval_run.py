@@ -176,3 +176,31 @@ def test_late_process_draws_its_own_share(tmp_path: Path, monkeypatch) -> None:
         runner.generate_missing(variant, jobs, suite, sets, cache, "cpu", False)
     assert sorted(drawn) == list(range(7))
     assert all(cache.get(key).shape == (4, 4, 3) for _, key, _ in jobs)
+
+
+def test_limit_one_skips_fid_with_a_note(quick_world: Path, random_lora: Path, tmp_path: Path):
+    """`--limit 1` draws one image per prompt set and model; FID (undefined below two images) is skipped with a note, not an error."""
+    from t2i_unlearn.evaluation import evaluate
+
+    results = evaluate(str(quick_world), "toy_striped", tmp_path / "r", lora=[str(random_lora)], limit=1, steps=1, cache_dir=tmp_path / "cache")
+    assert results["run"]["generated_images"] == {"base": 3, "unlearned": 3} and results["run"]["image_size"] == [32, 32]
+    unrelated = results["prompt_sets"]["unrelated"]["results"]["unlearned"]
+    assert "fid" not in unrelated and "at least 2 images per side, got 1 and 1" in unrelated["fid_skipped"]
+    assert "fid" not in results["summary"]["unlearned"] and "prior_preservation" in results["summary"]["unlearned"]
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "FID needs at least 2 images per side" in md and "size 32×32 (the model's default)" in md and "-×-" not in md
+
+
+def test_default_label_names_the_method(tmp_path: Path):
+    import json
+
+    from t2i_unlearn.evaluation.runner import default_label
+
+    duo, esd, bare = tmp_path / "duo_run" / "lora", tmp_path / "esd", tmp_path / "mine"
+    for d in (duo, esd, bare):
+        d.mkdir(parents=True)
+    (duo / "manifest.json").write_text(json.dumps({"command": "t2i-unlearn train duo"}))
+    (esd / "manifest.json").write_text(json.dumps({"command": ["t2i-unlearn", "train", "esd", "--lr", "1e-3"], "concept": {"name": "toy_striped"}}))
+    assert default_label("toy", [str(duo)]) == "DUO"
+    assert default_label("toy", [str(esd), str(bare)]) == "ESD: toy_striped + mine"
+    assert default_label("models/sd14", []) == "sd14"
