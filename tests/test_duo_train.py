@@ -4,11 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +14,7 @@ from t2i_unlearn.errors import UserError
 from t2i_unlearn.methods import duo
 from t2i_unlearn.methods.duo import DUOConfig, train_duo
 from tests._tiny import add_preserve, build_tiny, toy_pairs
-from tests.conftest import run_cli
+from tests.conftest import kill9_after, run_cli
 
 LORA = "pytorch_lora_weights.safetensors"
 
@@ -102,17 +97,12 @@ def test_resume_guards(trained: Path, quick_world: Path, pairs: Path) -> None:
 
 
 def test_kill9_then_resume(trained: Path, quick_world: Path, pairs: Path, tmp_path: Path) -> None:
-    """A real kill -9 after the first checkpoint; --resume finishes with the same LoRA as the uninterrupted run."""
+    """A real kill -9 right after the first checkpoint; --resume finishes with the same LoRA as the uninterrupted run."""
     out = tmp_path / "killed"
     args = ["--model", str(quick_world), "--data", str(pairs), "--out", str(out), "--max-steps", "4", "--batch-size", "2", "--checkpoint-every", "2"]
     args += ["--rank", "4", "--alpha", "4", "--lr", "1e-3", "--report-to", "jsonl"]
-    proc = subprocess.Popen([sys.executable, "-m", "t2i_unlearn.cli", "train", "duo", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not (out / "checkpoints" / "step-000002").exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL and not (out / LORA).exists()
+    kill9_after(out / "checkpoints" / "step-000002", "train", "duo", *args, tmp=tmp_path)
+    assert not (out / LORA).exists() and not (out / "checkpoints" / "step-000004").exists()
     assert (out / "checkpoints" / "step-000002" / "lora.safetensors").exists()
     res = run_cli("train", "duo", *args, "--resume")
     assert res.returncode == 0, res.stderr

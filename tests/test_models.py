@@ -67,3 +67,32 @@ def test_lora_file_bytes_do_not_depend_on_the_header_order(tmp_path: Path):
     assert loaded.keys() == tensors.keys() and all(torch.equal(loaded[k], tensors[k]) for k in tensors)
     with safe_open(str(files[0]), "pt") as f:
         assert f.metadata() == {"format": "pt", "lora": "x"}
+
+
+LONG = "a striped red circle on a white background, " * 30
+
+
+def test_prompt_longer_than_the_tokenizer_warns_once(tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    from t2i_unlearn.models import prompt_overflow
+
+    pipe = load_pipeline("toy")
+    dropped = len(pipe.tokenizer(LONG).input_ids) - pipe.tokenizer.model_max_length
+    assert dropped > 100 and prompt_overflow(pipe, [LONG, "a red circle"]) == [dropped, 0]
+    with caplog.at_level("WARNING", logger="t2i_unlearn.models"):
+        generate_images(pipe, [LONG, LONG, "a red circle"], [0, 1, 2], steps=1)
+        generate_images(pipe, [LONG], [3], steps=1)  # the same prompt again: no second warning
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and f"its last {dropped} token(s) are dropped" in warnings[0], warnings
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="t2i_unlearn.models"):
+        generate_images(pipe, ["a blue square"], [0], steps=1)
+    assert not caplog.records
+
+
+def test_cli_shows_the_cut_prompt_warning(tmp_path: Path):
+    from tests.conftest import run_cli
+
+    res = run_cli("generate", "--model", "toy", "--prompt", LONG, "--seed", "0", "--steps", "1", "--out", str(tmp_path / "x.png"))
+    assert res.returncode == 0, res.stderr
+    lines = [line for line in res.stderr.splitlines() if "token" in line]
+    assert len(lines) == 1 and "longer than the text encoder's 77 tokens" in lines[0] and "dropped" in lines[0], res.stderr

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -111,6 +110,8 @@ def save_lora(out_dir: str | Path, network: torch.nn.Module, family: str) -> Pat
     """
     from diffusers import StableDiffusion3Pipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
 
+    from t2i_unlearn.utils.io import publish
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     state = lora_state(network)
@@ -126,7 +127,7 @@ def save_lora(out_dir: str | Path, network: torch.nn.Module, family: str) -> Pat
         else:
             StableDiffusionPipeline.save_lora_weights(tmp, unet_lora_layers=state, unet_lora_adapter_metadata=meta)
         canonical_header(tmp / LORA_FILE)
-        os.replace(tmp / LORA_FILE, out_dir / LORA_FILE)
+        publish(tmp / LORA_FILE, out_dir / LORA_FILE)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out_dir / LORA_FILE

@@ -115,6 +115,42 @@ def load_pipeline(
     return pipe.to(device)
 
 
+def prompt_overflow(pipe: Any, prompts: Sequence[str]) -> list[int]:
+    """For each prompt, how many tokens lie beyond what the pipeline's (CLIP) tokenizer passes to its text encoder; 0 when it fits."""
+    tok = getattr(pipe, "tokenizer", None)
+    limit = getattr(tok, "model_max_length", None)
+    if tok is None or not isinstance(limit, int) or limit >= 10**6 or not prompts:
+        return [0] * len(prompts)
+    ids = tok(list(prompts), truncation=False, verbose=False).input_ids
+    return [max(0, len(x) - limit) for x in ids]
+
+
+def warn_cut_prompts(pipe: Any, prompts: Sequence[str]) -> None:
+    """Log one warning for the prompts the text encoder will see cut (longer than its tokenizer's limit).
+
+    Each prompt is reported once per pipeline (remembered on ``pipe``), however many images use it.
+    """
+    over = prompt_overflow(pipe, prompts)
+    warned: set[str] = pipe.__dict__.setdefault("_t2i_unlearn_cut_prompts", set())
+    cut = {p: n for p, n in zip(prompts, over, strict=True) if n and p not in warned}
+    if not cut:
+        return
+    warned.update(cut)
+    limit = pipe.tokenizer.model_max_length
+    first, dropped = next(iter(cut.items()))
+    shown = first if len(first) <= 60 else first[:57] + "..."
+    if len(cut) == 1:
+        logger.warning("prompt %r is longer than the text encoder's %d tokens: its last %d token(s) are dropped", shown, limit, dropped)
+    else:
+        logger.warning(
+            "%d prompts are longer than the text encoder's %d tokens and are cut (up to %d tokens dropped; first: %r)",
+            len(cut),
+            limit,
+            max(cut.values()),
+            shown,
+        )
+
+
 def generate_images(
     pipe: Any,
     prompts: Sequence[str] | None,
@@ -137,6 +173,8 @@ def generate_images(
     n = len(prompt_embeds) if prompt_embeds is not None else len(prompts or [])
     if n != len(seeds):
         raise UserError(f"{n} prompts but {len(seeds)} seeds")
+    if prompt_embeds is None:
+        warn_cut_prompts(pipe, list(prompts or []) + list(negative_prompts or []))
     out = []
     for i in tqdm(range(0, n, batch_size), desc="generate", disable=not progress, leave=False):
         kwargs: dict[str, Any] = {}

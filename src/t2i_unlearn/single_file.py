@@ -19,7 +19,6 @@ function's docstring; the tests read every family's file back through ``from_sin
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -84,17 +83,9 @@ def single_file_state(pipe: Any, family: str) -> dict[str, torch.Tensor]:
 
 def write_single_file(state: dict[str, torch.Tensor], path: str | Path) -> Path:
     """Save ``state`` as safetensors at ``path`` through a temporary name and a rename."""
-    from safetensors.torch import save_file
+    from t2i_unlearn.utils.io import atomic_save_safetensors
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        save_file(state, str(tmp), metadata={"format": "pt"})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic_save_safetensors(path, state, metadata={"format": "pt"})
 
 
 def prefixed(prefix: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

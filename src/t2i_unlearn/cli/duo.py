@@ -36,7 +36,7 @@ def data_pairs(
     out: Annotated[Path, typer.Option(help="Pair folder (one subfolder per sub-concept for composite concepts).")],
     num_pairs: Annotated[int | None, typer.Option(help="Pairs to make (default: the spec's counts; per sub-concept).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of every draw.")] = 0,
-    batch_size: Annotated[int, typer.Option(help="Images generated per pipeline call.")] = 8,
+    batch_size: Annotated[int, typer.Option(help="Pairs made, judged and written per round (each image is drawn by a pipeline call of its own).")] = 8,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1 ...")] = "cpu",
     dtype: Annotated[str, typer.Option(help="fp32, fp16 or bf16 (GPU).")] = "fp32",
 ) -> None:

@@ -43,7 +43,7 @@ def eval_cmd(
     batch_size: Annotated[int | None, typer.Option(help="Override the suite's generation batch size.")] = None,
     clip_model: Annotated[str | None, typer.Option(help="CLIP model directory (or hub id) for the CLIP score.")] = None,
     judge_option: Annotated[list[str] | None, typer.Option(help="KEY=VALUE judge option (q16: clip_model=DIR, embeddings=FILE).")] = None,
-    label: Annotated[str | None, typer.Option(help="Name of this run in reports (default: the LoRA folder's name).")] = None,
+    label: Annotated[str | None, typer.Option(help="Name in reports (default: the method in the adapter's manifest, else its folder's name).")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1 ...")] = "cpu",
 ) -> None:
     """Evaluate a model (and its unlearning LoRA against the base model) on a suite; write results.json and the report."""

@@ -14,8 +14,11 @@ If the spec lists ``preserve`` prompts, each is drawn ``count`` times by the sam
 ``preserve/000003.png`` (role ``preserve``): images of what must stay, for DUO's optional
 preservation term.
 
-Seeds are a function of (seed, pair, attempt), so an interrupted run that starts again skips the
-finished pairs and makes exactly the pairs the uninterrupted run would have made.
+Seeds are a function of (seed, pair, attempt), and every image is drawn by a pipeline call of its
+own: in a batch, the floating-point sums of a row depend on the other rows (the kernels block the
+batch dimension differently), which moves a pixel value now and then. So an image depends only on
+its own prompt and seed, and an interrupted run that starts again skips the finished pairs and makes
+exactly, bit for bit, the pairs the uninterrupted run would have made.
 """
 
 from __future__ import annotations
@@ -66,22 +69,27 @@ def img2img_pipeline(pipe: Any) -> Any:
 def sdedit(
     edit_pipe: Any, images: np.ndarray, prompts: list[str], negatives: list[str], seeds: list[int], strength: float, steps: int, guidance: float
 ) -> np.ndarray:
-    """SDEdit ``uint8 [N, H, W, 3]`` images towards ``prompts``; returns ``uint8 [N, H, W, 3]``."""
+    """SDEdit ``uint8 [N, H, W, 3]`` images towards ``prompts``; returns ``uint8 [N, H, W, 3]``.
+
+    One pipeline call per image, so that an edit does not depend on the images edited beside it.
+    """
     import torch
     from PIL import Image
 
-    gens = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds]
-    result = edit_pipe(
-        prompt=prompts,
-        negative_prompt=negatives,
-        image=[Image.fromarray(im) for im in images],
-        strength=strength,
-        num_inference_steps=steps,
-        guidance_scale=guidance,
-        generator=gens,
-        output_type="np",
-    )
-    return (np.clip(result.images, 0, 1) * 255).round().astype(np.uint8)
+    out = []
+    for image, prompt, negative, seed in zip(images, prompts, negatives, seeds, strict=True):
+        result = edit_pipe(
+            prompt=[prompt],
+            negative_prompt=[negative],
+            image=[Image.fromarray(image)],
+            strength=strength,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            generator=[torch.Generator(device="cpu").manual_seed(int(seed))],
+            output_type="np",
+        )
+        out.append((np.clip(result.images, 0, 1) * 255).round().astype(np.uint8))
+    return np.concatenate(out)
 
 
 class _PairMaker:
@@ -105,7 +113,9 @@ class _PairMaker:
             if not pending:
                 break
             seeds = [unsafe_seed(self.seed, k, attempt) for k, _ in pending]
-            images = generate_images(self.pipe, [p.unsafe for _, p in pending], seeds, steps=g.steps, guidance=g.guidance, height=g.height, width=g.width)
+            images = generate_images(
+                self.pipe, [p.unsafe for _, p in pending], seeds, steps=g.steps, guidance=g.guidance, batch_size=1, height=g.height, width=g.width
+            )
             flagged, scores = self.judge.flags(images)
             flagged = flagged if self.filtering else np.ones(len(images), dtype=bool)
             self.counts["unsafe_draws"] += len(pending)
@@ -205,7 +215,9 @@ class _PairMaker:
             if not pending:
                 break
             seeds = [preserve_seed(self.seed, i, attempt) for i, _ in pending]
-            images = generate_images(self.pipe, [p for _, p in pending], seeds, steps=g.steps, guidance=g.guidance, height=g.height, width=g.width)
+            images = generate_images(
+                self.pipe, [p for _, p in pending], seeds, steps=g.steps, guidance=g.guidance, batch_size=1, height=g.height, width=g.width
+            )
             flagged, scores = self.judge.flags(images)
             flagged = flagged if self.filtering else np.zeros(len(images), dtype=bool)
             self.counts["preserve_draws"] = self.counts.get("preserve_draws", 0) + len(pending)

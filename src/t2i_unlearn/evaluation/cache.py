@@ -110,6 +110,8 @@ class ImageCache:
         """Image ``key`` as ``uint8 [H, W, 3]``."""
         from PIL import Image
 
+        if not self.has(key):
+            raise UserError(f"cached image {self.path(key)} is missing (no process drew it); run the evaluation again to draw it")
         try:
             with Image.open(self.path(key)) as im:
                 return np.asarray(im.convert("RGB"))
@@ -117,11 +119,11 @@ class ImageCache:
             raise UserError(f"cached image {self.path(key)} is unreadable; delete it to generate it again") from exc
 
     def put(self, key: str, image: np.ndarray, fields: dict[str, Any]) -> None:
-        """Store an image (atomically) with its fields."""
+        """Store an image with its fields; both are renamed into place whole, the image last (it is what :meth:`has` looks for)."""
         from t2i_unlearn.utils.io import atomic_save_image
 
-        atomic_save_image(self.path(key), image)
         atomic_write_text(self.path(key).with_suffix(".json"), json.dumps(fields, sort_keys=True) + "\n")
+        atomic_save_image(self.path(key), image)
 
     def __repr__(self) -> str:
         return f"ImageCache({os.fspath(self.root)})"

@@ -32,6 +32,8 @@ from t2i_unlearn.metrics import defense_success_rate, distance_stats, prior_pres
 logger = logging.getLogger(__name__)
 
 RESULTS_FORMAT = "t2i_unlearn.eval_results"
+# The Fréchet distance fits a covariance to each side: below two images it is undefined, so it is skipped (with a note).
+MIN_FID_IMAGES = 2
 
 
 @dataclass
@@ -195,20 +197,24 @@ def generate_missing(
     device: str,
     progress: bool,
 ) -> int:
-    """Generate the jobs whose keys are not cached (this process's share of them); returns how many it drew."""
+    """Generate this process's share of the jobs whose keys are not cached; returns how many it drew.
+
+    The shares are cut from the full job list, before looking at the cache: each image belongs to one
+    process whatever the others have already drawn, so processes that start at different times
+    neither skip an image nor draw one twice.
+    """
     import torch
 
     from t2i_unlearn.models import generate_images, load_pipeline
 
     rank, world, _ = _distributed()
-    missing = [(job, key, fields) for job, key, fields in jobs if not cache.has(key)]
     seen: set[str] = set()
     unique = []
-    for entry in missing:  # the same image asked twice (e.g. one prompt in two sets) is drawn once
+    for entry in jobs:  # the same image asked twice (e.g. one prompt in two sets) is drawn once
         if entry[1] not in seen:
             seen.add(entry[1])
             unique.append(entry)
-    mine = unique[rank::world]
+    mine = [entry for entry in unique[rank::world] if not cache.has(entry[1])]
     if not mine:
         return 0
     pipe = load_pipeline(variant.model, lora=variant.lora or None, lora_weights=variant.lora_weights or None, device=device)
@@ -249,6 +255,39 @@ def _judge_info(judge: Any) -> dict[str, Any]:
     info.setdefault("classes", [])
     info.setdefault("threshold", None)
     return info
+
+
+def _image_size(images: dict[str, dict[str, np.ndarray]]) -> list[int] | None:
+    """``[height, width]`` of the run's images (one size per run, see :func:`_check_sizes`)."""
+    shapes = [arr.shape[1:3] for per_set in images.values() for arr in per_set.values() if len(arr)]
+    return [int(shapes[0][0]), int(shapes[0][1])] if shapes else None
+
+
+def default_label(model: str, lora: list[str]) -> str:
+    """A run's name in reports when ``--label`` is not given.
+
+    For adapters: the method that made each one and its concept, read from the adapter's
+    ``manifest.json`` (``DUO``, ``ESD: toy_striped``), joined by `` + ``; the folder's name where the
+    manifest says nothing (folders are often just ``lora``). Without adapters: the model's name.
+    """
+    import json
+
+    if not lora:
+        return Path(str(model)).name
+    names = []
+    for path in lora:
+        p = Path(path)
+        folder = p if p.is_dir() else p.parent
+        try:
+            manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            manifest = {}
+        command = manifest.get("command") or ""
+        words = [str(w) for w in command] if isinstance(command, list) else str(command).split()
+        method = words[words.index("train") + 1] if "train" in words[:-1] else None
+        concept = (manifest.get("concept") or {}).get("name") if isinstance(manifest.get("concept"), dict) else None
+        names.append(f"{method.upper()}: {concept}" if method and concept else method.upper() if method else p.name)
+    return " + ".join(names)
 
 
 def _check_sizes(images: dict[str, dict[str, np.ndarray]]) -> None:
@@ -341,7 +380,10 @@ def compute_metrics(
                     ref = _load_reference(m.fid_reference, imgs)
                 elif v != "base" and "base" in images:
                     ref = images["base"].get(name)
-                if ref is not None:
+                if ref is not None and min(len(imgs), len(ref)) < MIN_FID_IMAGES:
+                    r["fid_skipped"] = f"FID needs at least {MIN_FID_IMAGES} images per side, got {len(imgs)} and {len(ref)} (raise --limit)"
+                    logger.warning("%s, %s: %s", name, v, r["fid_skipped"])
+                elif ref is not None:
                     r["fid"] = {"value": fid.fid(imgs, ref), "reference": m.fid_reference, "n": len(imgs), "n_reference": len(ref)}
             if v != "base" and "base" not in images and {"prior_preservation", "close_drift", "fid"} & set(spec.metrics):
                 r["skipped"] = "metrics against the base model: no --lora given, so the model is its own base"
@@ -472,7 +514,7 @@ def evaluate(
     results = {
         "format": RESULTS_FORMAT,
         "version": 1,
-        "label": label or (Path(lora[0]).name if lora else Path(str(model)).name),
+        "label": label or default_label(model, lora),
         "suite": spec.name,
         "variants": names,
         "judge": _judge_info(judge),
@@ -482,7 +524,7 @@ def evaluate(
         "settings": settings,
         "model_fingerprint": model_fp,
         "manifest": manifest,
-        "run": {"generated_images": generated, "processes": world, "seconds": round(time.time() - started, 1)},
+        "run": {"generated_images": generated, "processes": world, "seconds": round(time.time() - started, 1), "image_size": _image_size(images)},
     }
     atomic_write_json(out / "results.json", results)
     if report:

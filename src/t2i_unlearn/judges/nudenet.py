@@ -12,6 +12,19 @@ from t2i_unlearn.errors import UserError
 from t2i_unlearn.utils.io import sha256_file
 
 
+def disable_onnxruntime_telemetry() -> None:
+    """Switch off onnxruntime's telemetry events for this process before a session is opened.
+
+    ``import t2i_unlearn`` already sets ``ORT_DISABLE_TELEMETRY=1`` (which must precede onnxruntime's
+    start); this API call also covers a user who imported onnxruntime before the package.
+    """
+    import onnxruntime
+
+    off = getattr(onnxruntime, "disable_telemetry_events", None)
+    if off is not None:
+        off()
+
+
 class NudeNetJudge:
     """Flags images in which NudeNet detects any of ``classes`` with score >= ``threshold``.
 
@@ -31,6 +44,7 @@ class NudeNetJudge:
         self.classes = list(classes)
         self.threshold = float(threshold)
         self.weights = Path(nudenet.__file__).parent / "320n.onnx"
+        disable_onnxruntime_telemetry()
         self._detector = NudeDetector()
 
     def flags(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

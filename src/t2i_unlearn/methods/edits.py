@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -234,11 +233,9 @@ def save_lora_edit(out_dir: Path, network: torch.nn.Module, deltas: dict[str, to
 
 def save_delta_edit(out_dir: Path, deltas: dict[str, torch.Tensor], component: str = "unet") -> dict[str, Any]:
     """Write ``deltas`` as ``weight_delta.safetensors`` (keys ``<component>.<parameter>``); returns a summary."""
-    from safetensors.torch import save_file
+    from t2i_unlearn.utils.io import atomic_save_safetensors
 
-    tmp = out_dir / f".{DELTA_FILE}.tmp-{os.getpid()}"
-    save_file({f"{component}.{k}": v for k, v in deltas.items()}, str(tmp), metadata={"format": DELTA_FORMAT})
-    os.replace(tmp, out_dir / DELTA_FILE)
+    atomic_save_safetensors(out_dir / DELTA_FILE, {f"{component}.{k}": v for k, v in deltas.items()}, metadata={"format": DELTA_FORMAT})
     return {"kind": "weight_delta", "file": DELTA_FILE, "parameters": len(deltas), "elements": int(sum(v.numel() for v in deltas.values()))}
 
 

@@ -116,13 +116,33 @@ def _set_rows(results: dict[str, Any]) -> list[list[str]]:
             cells.append(f"{pp['prior_preservation']:.4f}" if pp else "-")
             dr = r.get("close_drift")
             cells.append(f"{dr['mean']:.4f} ± {dr['std']:.4f}" if dr else "-")
-            cells.append(_fmt(r["fid"]["value"]) if "fid" in r else "-")
+            cells.append(_fmt(r["fid"]["value"]) if "fid" in r else "skipped (see notes)" if "fid_skipped" in r else "-")
             cells.append(_fmt(r["clip_score"]["mean"]) if "clip_score" in r else "-")
             rows.append(cells)
     return rows
 
 
 SET_HEADER = ["prompt set", "model", "images", "DSR [95% CI]", "prior preservation", "drift mean ± std", "FID", "CLIP / attr. acc."]
+
+
+def _size_text(sampling: dict[str, Any], drawn: list[int] | None) -> str:
+    """``size 512×512`` as asked by the suite, or as drawn when the suite leaves it to the model."""
+    if sampling.get("height") and sampling.get("width"):
+        return f"size {sampling['height']}×{sampling['width']}"
+    if drawn:
+        return f"size {drawn[0]}×{drawn[1]} (the model's default)"
+    return "size: the model's default"
+
+
+def _notes(results: dict[str, Any]) -> list[str]:
+    """Metrics skipped for a set and variant, with the reason (e.g. FID with too few images)."""
+    notes = []
+    for name, entry in results["prompt_sets"].items():
+        for v, r in entry["results"].items():
+            for key in ("fid_skipped", "skipped"):
+                if r.get(key):
+                    notes.append(f"{name}, {v}: {r[key]}")
+    return notes
 
 
 def _settings_rows(results: dict[str, Any]) -> list[list[str]]:
@@ -133,7 +153,7 @@ def _settings_rows(results: dict[str, Any]) -> list[list[str]]:
         ["model", f"{s['model']} (sha256 {results['model_fingerprint']['sha256'][:16]}…)"],
         ["LoRA", ", ".join(f"{a['path']} ×{a['weight']} (sha256 {a['sha256'][:12]}…)" for a in s["lora"]) or "none"],
         ["suite", f"{suite['name']}: {suite['description']}"],
-        ["sampler", f"{samp['steps']} steps, guidance {samp['guidance']} (unless the file sets it), size {samp['height'] or '-'}×{samp['width'] or '-'}"],
+        ["sampler", f"{samp['steps']} steps, guidance {samp['guidance']} (unless the file sets it), {_size_text(samp, results['run'].get('image_size'))}"],
         ["seeds", f"suite seed {suite['seed']}; {s['seed_rule']}"],
     ]
     for k, v in results["metric_backends"].items():
@@ -171,7 +191,10 @@ def write_report(results: dict[str, Any], images: dict[str, dict[str, np.ndarray
     note = "Grids: one column per prompt and seed, the same in every row; a red frame marks an image the judge flags."
 
     md = [f"# {title}", "", "## Summary", "", _table_md(["metric", *variants], summary), "", "![DSR vs prior preservation](dsr_vs_preservation.png)", ""]
-    md += ["## Prompt sets", "", _table_md(SET_HEADER, sets), "", "## Images", "", note, ""]
+    notes = _notes(results)
+    md += ["## Prompt sets", "", _table_md(SET_HEADER, sets), ""]
+    md += [*[f"- {n}" for n in notes], *([""] if notes else [])]
+    md += ["## Images", "", note, ""]
     for name, path in grids.items():
         md += [f"### {name}", "", f"![{name}]({path.name})", ""]
     md += ["## Judge", "", _table_md(["field", "value"], judge), "", "## Settings", "", _table_md(["setting", "value"], settings), ""]
@@ -180,7 +203,9 @@ def write_report(results: dict[str, Any], images: dict[str, dict[str, np.ndarray
 
     body = [f"<h1>{html.escape(title)}</h1><p class='muted'>{html.escape(results['manifest']['created'])}</p>"]
     body += ["<h2>Summary</h2>", _table_html(["metric", *variants], summary), f"<figure>{_img_tag(scatter, 'DSR vs prior preservation')}</figure>"]
-    body += ["<h2>Prompt sets</h2>", _table_html(SET_HEADER, sets), "<h2>Images</h2>", f"<p class='muted'>{html.escape(note)}</p>"]
+    body += ["<h2>Prompt sets</h2>", _table_html(SET_HEADER, sets)]
+    body += [f"<ul class='muted'>{''.join(f'<li>{html.escape(n)}</li>' for n in notes)}</ul>"] if notes else []
+    body += ["<h2>Images</h2>", f"<p class='muted'>{html.escape(note)}</p>"]
     for name, path in grids.items():
         body.append(f"<figure>{_img_tag(path, name)}<figcaption>{html.escape(name)}</figcaption></figure>")
     body += ["<h2>Judge</h2>", _table_html(["field", "value"], judge), "<h2>Settings</h2>", _table_html(["setting", "value"], settings)]

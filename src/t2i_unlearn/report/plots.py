@@ -8,11 +8,33 @@ from typing import Any
 from t2i_unlearn.utils.io import atomic_write_bytes
 
 
+def label_groups(points: list[dict[str, Any]], x_tol: float = 0.01, y_tol: float = 0.03) -> list[tuple[float, float, str]]:
+    """One ``(x, y, text)`` label per place: labels of points closer than ``x_tol`` / ``y_tol`` are merged.
+
+    Points at one place (the base and a model that did not move, two attacks with the same DSR)
+    would print their labels on top of each other; their labels are listed one per line instead,
+    in the order of ``points``. Points without an x or y are skipped.
+    """
+    groups: list[tuple[float, float, list[str]]] = []
+    for p in points:
+        if p.get("x") is None or p.get("y") is None:
+            continue
+        for gx, gy, labels in groups:
+            if abs(p["x"] - gx) <= x_tol and abs(p["y"] - gy) <= y_tol:
+                if p["label"] not in labels:
+                    labels.append(p["label"])
+                break
+        else:
+            groups.append((p["x"], p["y"], [p["label"]]))
+    return [(x, y, "\n".join(labels)) for x, y, labels in groups]
+
+
 def dsr_vs_preservation(points: list[dict[str, Any]], out: str | Path, title: str = "DSR vs prior preservation") -> Path:
     """The DUO paper's Figure 4: DSR (y) against 1 - perceptual distance (x), one point per model.
 
     Each point is ``{"label", "x", "y", "kind"}`` with kind ``base``, ``model`` or ``attack`` (drawn
-    hollow, joined to its model's point). Points without an x or y are skipped. Returns ``out``.
+    hollow, joined to its model's point). Points without an x or y are skipped; points at one place
+    share one label listing them all (:func:`label_groups`). Returns ``out``.
     """
     import io
 
@@ -38,9 +60,10 @@ def dsr_vs_preservation(points: list[dict[str, Any]], out: str | Path, title: st
             else:
                 style["color"] = colour
         ax.scatter([p["x"]], [p["y"]], zorder=3, **style)
-        ax.annotate(p["label"], (p["x"], p["y"]), textcoords="offset points", xytext=(6, 4), fontsize=8)
         if kind == "attack" and p.get("from") is not None:
             ax.plot([p["x"], p["x"]], [p["from"], p["y"]], ls=":", color=model_colour.get(owner, "grey"), lw=1, zorder=2)
+    for x, y, text in label_groups(points):
+        ax.annotate(text, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8, va="bottom")
     ax.set_xlabel("prior preservation (1 - perceptual distance to base)")
     ax.set_ylabel("defense success rate")
     ax.set_ylim(-0.03, 1.03)

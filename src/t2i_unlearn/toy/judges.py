@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from t2i_unlearn.errors import UserError
 from t2i_unlearn.toy.render import ATTRIBUTES, attribute_values
-from t2i_unlearn.utils.io import atomic_write_json
+from t2i_unlearn.utils.io import atomic_save_safetensors, atomic_write_json
 
 WEIGHTS_NAME = "judge.safetensors"
 CONFIG_NAME = "judge_config.json"
@@ -77,7 +77,7 @@ def save_judge(judge: ToyJudge, directory: str | Path) -> None:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.contiguous() for k, v in judge.state_dict().items()}
-    save_file(state, str(directory / WEIGHTS_NAME))
+    atomic_save_safetensors(directory / WEIGHTS_NAME, state)
     width = judge.blocks[0][0].out_channels
     atomic_write_json(directory / CONFIG_NAME, {"heads": judge.heads_spec, "width": width})
 

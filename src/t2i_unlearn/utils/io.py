@@ -26,7 +26,45 @@ from t2i_unlearn.errors import UserError
 
 
 def _tmp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    # pid and a random part: two processes, or two threads of one, never share a temporary name
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{os.urandom(4).hex()}")
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where the system allows (Linux ``/proc``)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: read it by setting it, and put it back at once
+    os.umask(mask)
+    return mask
+
+
+def ordinary_modes(path: str | Path) -> Path:
+    """Give ``path`` (and, for a folder, everything in it) the modes a plain ``open`` would: 0666/0777 less the umask.
+
+    Writers that go through a private temporary file (``tempfile.mkstemp``, safetensors' ``save_file``,
+    ``save_pretrained``) leave mode 0600 behind; results are renamed into place only after this.
+    """
+    path = Path(path)
+    mask = current_umask()
+    entries = [path, *path.rglob("*")] if path.is_dir() else [path]
+    for p in entries:
+        if p.is_symlink():
+            continue
+        os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~mask)
+    return path
+
+
+def publish(tmp: str | Path, final: str | Path) -> Path:
+    """Rename the finished file or folder ``tmp`` to ``final`` (atomic on one file system), with ordinary modes."""
+    ordinary_modes(tmp)
+    os.replace(tmp, final)
+    return Path(final)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -38,8 +76,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+    return publish(tmp, path)
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -58,8 +95,21 @@ def atomic_torch_save(path: str | Path, obj: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_path(path)
     torch.save(obj, tmp)
-    os.replace(tmp, path)
-    return path
+    return publish(tmp, path)
+
+
+def atomic_save_safetensors(path: str | Path, tensors: dict[str, Any], metadata: dict[str, str] | None = None) -> Path:
+    """Write ``tensors`` as a safetensors file at ``path`` through a temporary name and a rename (ordinary mode, not 0600)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_path(path)
+    try:
+        save_file(tensors, str(tmp), metadata=metadata)
+        return publish(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def safe_torch_load(path: str | Path) -> Any:
@@ -75,15 +125,13 @@ def temp_dir_beside(final: str | Path) -> Path:
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the result is an ordinary folder
-    return tmp
+    return ordinary_modes(tmp)  # mkdtemp makes it private; the result is an ordinary folder
 
 
 def replace_dir(tmp: str | Path, final: str | Path) -> Path:
-    """Rename the finished folder ``tmp`` to ``final``, replacing an existing ``final``."""
+    """Rename the finished folder ``tmp`` to ``final``, replacing an existing ``final``; its files get ordinary modes."""
     tmp, final = Path(tmp), Path(final)
+    ordinary_modes(tmp)
     if final.exists():
         old = final.with_name(f".{final.name}.old-{os.getpid()}")
         os.replace(final, old)
