@@ -11,14 +11,14 @@ import importlib
 import os
 from typing import Any
 
-from t2i_unlearn import methods as _methods  # noqa: F401  (registers how non-LoRA method outputs are loaded; cheap)
-
 # diffusers imports onnxruntime whenever it loads a pipeline (it looks up ``OnnxRuntimeModel`` for each
 # component), and nudenet runs on it. Since 1.32 onnxruntime's telemetry writes a device id under
 # ~/.cache and sends events over the network as soon as it initialises, which is before any call could
 # switch it off; this variable, set before that, keeps the process off the network. A user's own
 # setting wins.
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
+from t2i_unlearn import methods as _methods  # noqa: F401  (registers how non-LoRA method outputs are loaded; cheap)
 
 __version__ = "0.1.0"
 
