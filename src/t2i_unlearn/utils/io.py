@@ -20,8 +20,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from t2i_unlearn.errors import UserError
 
 
@@ -54,6 +52,8 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
 
 def atomic_torch_save(path: str | Path, obj: Any) -> Path:
     """``torch.save`` atomically (for training checkpoints of tensors and plain values)."""
+    import torch
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_path(path)
@@ -64,6 +64,8 @@ def atomic_torch_save(path: str | Path, obj: Any) -> Path:
 
 def safe_torch_load(path: str | Path) -> Any:
     """Load a checkpoint written by :func:`atomic_torch_save` (``weights_only=True``)."""
+    import torch
+
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
