@@ -7,11 +7,15 @@ Each entry gives the attack's config dataclass (paper defaults, every field docu
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from t2i_unlearn.attacks.base import AttackBudget, AttackContext, AttackResult, run_attack
 from t2i_unlearn.errors import UserError
+
+if TYPE_CHECKING:
+    from t2i_unlearn.attacks.base import AttackBudget, AttackContext, AttackResult, run_attack
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,13 @@ def get_attack(name: str) -> Attack:
     if key not in ATTACKS:
         raise UserError(f"unknown attack {name!r}; known: {', '.join(sorted(ATTACKS))}")
     return ATTACKS[key]()
+
+
+def __getattr__(name: str) -> Any:
+    # attacks.base imports torch: loaded on first use, so that checking an attack's name stays cheap
+    if name in ("AttackBudget", "AttackContext", "AttackResult", "run_attack"):
+        return getattr(importlib.import_module("t2i_unlearn.attacks.base"), name)
+    raise AttributeError(f"module 't2i_unlearn.attacks' has no attribute {name!r}")
 
 
 __all__ = ["ATTACKS", "Attack", "AttackBudget", "AttackContext", "AttackResult", "get_attack", "run_attack"]
