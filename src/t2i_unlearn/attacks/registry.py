@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from t2i_unlearn.attacks.base import AttackResult
 from t2i_unlearn.errors import UserError
+
+if TYPE_CHECKING:
+    from t2i_unlearn.attacks.base import AttackResult
 
 
 @dataclass(frozen=True)

@@ -43,9 +43,11 @@ def attack_cmd(
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps ...")] = "cpu",
 ) -> None:
     """Search adversarial prompts that bring the concept back; write a replayable attack set."""
-    from t2i_unlearn.attacks import AttackBudget, get_attack, run_attack
+    from t2i_unlearn.attacks import get_attack
 
     get_attack(name)
+    from t2i_unlearn.attacks import AttackBudget, run_attack
+
     budget = AttackBudget(iterations=iterations, queries=queries, time_s=time)
     path = run_attack(
         name,

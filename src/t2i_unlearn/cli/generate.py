@@ -38,14 +38,14 @@ def generate(
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps ...")] = "cpu",
 ) -> None:
     """Generate one image, or a grid (several prompts or --num-images), with any supported model."""
-    from t2i_unlearn.models import generate_images, image_grid, load_pipeline
-    from t2i_unlearn.utils.io import atomic_save_image
-
     if num_images < 1:
         raise UserError("--num-images must be at least 1")
     if steps < 1:
         raise UserError("--steps must be at least 1")
     out = _out_file(out)
+    from t2i_unlearn.models import generate_images, image_grid, load_pipeline
+    from t2i_unlearn.utils.io import atomic_save_image
+
     pipe = load_pipeline(model, lora=lora, lora_weights=lora_weight, device=device)
     prompts = [p for p in prompt for _ in range(num_images)]
     seeds = [seed + i for i in range(len(prompts))]
