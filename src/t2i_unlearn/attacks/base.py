@@ -26,33 +26,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from t2i_unlearn.attacks.configs import AttackBudget
 from t2i_unlearn.errors import UserError
 
 logger = logging.getLogger(__name__)
 
 ATTACK_SET_FILE = "attack_set.json"
 EMBEDDINGS_FILE = "embeddings.safetensors"
-
-
-@dataclass(frozen=True)
-class AttackBudget:
-    """Caps on one attack run; ``None`` leaves a cap to the attack's config.
-
-    ``iterations``: optimisation steps of each search (GA generations, textual-inversion steps, token
-    updates per prompt). ``queries``: model evaluations in the whole run (text-encoder calls for
-    Ring-A-Bell, UNet calls and judge checks for the others). ``time_s``: wall-clock seconds of the
-    whole search (the final success-rate measurement is not counted).
-    """
-
-    iterations: int | None = None
-    queries: int | None = None
-    time_s: float | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("iterations", "queries", "time_s"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise UserError(f"budget {name.replace('_s', '')} must be positive, got {value}")
 
 
 class BudgetTracker:
@@ -217,35 +197,6 @@ def measure_success(ctx: AttackContext, result: AttackResult, images_per_prompt:
     }
 
 
-def config_from(config_class: type, overrides: dict[str, Any] | None) -> Any:
-    """``config_class(**overrides)`` with one-line errors for unknown keys and bad values (strings from the CLI are converted)."""
-    fields = {f.name: f for f in dataclasses.fields(config_class)}
-    values: dict[str, Any] = {}
-    for key, value in (overrides or {}).items():
-        if value is None:
-            continue
-        if key not in fields:
-            raise UserError(f"unknown setting {key!r} for {config_class.__name__}; known: {', '.join(fields)}")
-        default = fields[key].default
-        if isinstance(value, str) and not isinstance(default, str) and default is not None and default is not dataclasses.MISSING:
-            try:
-                if isinstance(default, bool):
-                    value = value.lower() in ("1", "true", "yes", "on")
-                elif isinstance(default, int):
-                    value = int(value)
-                elif isinstance(default, float):
-                    value = float(value)
-                elif isinstance(default, list | tuple):
-                    value = [v.strip() for v in value.split("|") if v.strip()]
-            except ValueError:
-                raise UserError(f"setting {key} must be a {type(default).__name__}, got {value!r}") from None
-        values[key] = value
-    try:
-        return config_class(**values)
-    except (TypeError, ValueError) as exc:
-        raise UserError(f"bad {config_class.__name__} settings: {exc}") from exc
-
-
 AttackFn = Callable[[AttackContext, Any], AttackResult]
 
 
@@ -264,40 +215,34 @@ def run_attack(
     device: str = "cpu",
     progress: bool = False,
     command: str = "python API",
+    overwrite: bool = False,
 ) -> Path:
     """Run attack ``name`` against ``model`` (+ ``lora``) for ``concept`` and write the attack-set folder ``out``.
 
     ``prompts`` are the source prompts to start from (default: the concept's safe prompts, which never
     name it). ``settings`` override the attack's config fields. Returns ``out/attack_set.json``.
+    Every input is checked first (:func:`~t2i_unlearn.attacks.check_attack`); ``out`` follows the
+    output rule: an attack set made with the same request is reused, anything else non-empty is
+    refused unless ``overwrite``; the folder appears only when the set is complete.
     Raises :class:`UserError` for a bad concept, a zero budget, or a model without a text encoder.
     """
     from safetensors.torch import save_file
 
-    from t2i_unlearn.attacks import get_attack
-    from t2i_unlearn.concepts import ConceptSpec, load_concept
+    from t2i_unlearn.attacks import check_attack, get_attack
     from t2i_unlearn.evaluation.prompts import write_attack_set
     from t2i_unlearn.judges import build_judge
     from t2i_unlearn.models import load_pipeline
-    from t2i_unlearn.utils.io import atomic_directory, atomic_write_json, ensure_writable_dir, make_manifest
+    from t2i_unlearn.utils.io import DONE, atomic_write_json, make_manifest
 
     from .text import require_text_encoder
 
-    attack = get_attack(name)
     budget = budget or AttackBudget()
-    if images_per_prompt < 1:
-        raise UserError("images per prompt must be at least 1")
-    cfg = config_from(attack.config_class, settings)
-    spec = concept if isinstance(concept, ConceptSpec) else load_concept(concept)
-    if spec.sub_concepts:
-        first = next(iter(spec.sub_concepts))
-        raise UserError(f"concept {spec.name} has sub-concepts ({', '.join(spec.sub_concepts)}); attack one of them, e.g. {spec.name}/{first}")
-    if not spec.prompts or spec.judge is None:
-        raise UserError(f"concept {spec.name} has no prompts (or no judge); an attack needs both")
-    sources = list(prompts) if prompts else [p.safe for p in spec.prompts]
-    if any(not s.strip() for s in sources):
-        raise UserError("source prompts must not be empty")
-    out = Path(out)
-    ensure_writable_dir(out.parent if str(out.parent) else Path("."))
+    plan = check_attack(name, model, concept, out, lora, budget, seed, settings, prompts, images_per_prompt, base_model, overwrite)
+    out = plan.claim.path
+    if plan.claim.status == DONE:
+        logger.info("%s already holds this attack set; reusing it", out)
+        return out / ATTACK_SET_FILE
+    attack, cfg, spec, sources = get_attack(name), plan.config, plan.concept, plan.sources
     loras = list(lora or [])
     torch.manual_seed(seed)
     pipe = load_pipeline(model, lora=loras or None, device=device)
@@ -313,8 +258,8 @@ def run_attack(
     if not result.prompts:
         raise UserError(f"{name} produced no prompts within the budget {dataclasses.asdict(budget)}; raise it")
     success = measure_success(ctx, result, images_per_prompt)
-    settings_out = {**dataclasses.asdict(cfg), "budget": dataclasses.asdict(budget), "seed": seed, "images_per_prompt": images_per_prompt}
-    with atomic_directory(out) as tmp:
+    settings_out = plan.request["settings"]
+    with plan.claim.staged() as tmp:
         fields: dict[str, Any] = {"attack": attack.name, "concept": spec.name, "target_model": model, "target_lora": loras, "settings": settings_out}
         if result.embeddings:
             save_file({k: v.detach().cpu().contiguous().reshape(1, -1) for k, v in result.embeddings.items()}, str(tmp / EMBEDDINGS_FILE))
@@ -330,6 +275,8 @@ def run_attack(
             success=success,
             source_prompts=sources,
             info=result.info,
+            artifact="attack_set",
+            request=plan.request,
         )
         atomic_write_json(tmp / "manifest.json", manifest)
     logger.info("attack %s: ASR %.3f, used %s", name, success["success_rate"], used)

@@ -1,7 +1,9 @@
-"""Atomic file writes, hashing and run manifests.
+"""Atomic file writes, hashing, run manifests, and the one rule every command follows for its ``--out``.
 
 Every artifact is written to a temporary name beside its destination and renamed into place, so an
-interrupted job never leaves a file or folder that looks complete.
+interrupted job never leaves a file or folder that looks complete. :func:`claim_output` decides what
+may happen at an output location (the rule is spelled out there and in the README). This module does
+not import torch at module level: the CLI checks outputs before loading anything heavy.
 """
 
 from __future__ import annotations
@@ -15,12 +17,11 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from t2i_unlearn.errors import UserError
 
@@ -54,6 +55,8 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
 
 def atomic_torch_save(path: str | Path, obj: Any) -> Path:
     """``torch.save`` atomically (for training checkpoints of tensors and plain values)."""
+    import torch
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_path(path)
@@ -64,6 +67,8 @@ def atomic_torch_save(path: str | Path, obj: Any) -> Path:
 
 def safe_torch_load(path: str | Path) -> Any:
     """Load a checkpoint written by :func:`atomic_torch_save` (``weights_only=True``)."""
+    import torch
+
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -74,7 +79,8 @@ def temp_dir_beside(final: str | Path) -> Path:
     """A fresh, ordinary (umask-permission) temporary folder next to ``final``, for :func:`replace_dir`."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    _sweep_stale_temps(final)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-{os.getpid()}-", dir=final.parent))
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the result is an ordinary folder
@@ -179,3 +185,160 @@ def atomic_save_image(path: str | Path, array: Any) -> Path:
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format=fmt)
     return atomic_write_bytes(path, buf.getvalue())
+
+
+# ---- the output rule ---------------------------------------------------------------------------------
+
+# What a recogniser says about an existing, non-empty output location.
+DONE, PARTIAL, OTHER = "done", "partial", "other"
+Recogniser = Callable[[Path], tuple[str, str]]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def _sweep_stale_temps(final: Path) -> None:
+    """Remove ``.NAME.tmp-PID-*`` / ``.NAME.old-PID`` leftovers beside ``final`` whose process is gone (a killed run)."""
+    if not final.parent.is_dir():
+        return
+    for p in final.parent.glob(f".{final.name}.*-*"):
+        kind, _, rest = p.name[len(final.name) + 2 :].partition("-")
+        pid = rest.split("-", 1)[0]
+        if kind in ("tmp", "old") and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+
+@dataclass
+class OutputClaim:
+    """What :func:`claim_output` decided for an output location.
+
+    ``status`` is ``new`` (absent or empty: write it), ``done`` (it already holds this result, made
+    with the same settings: reuse it), ``partial`` (it holds an unfinished run of this result with
+    the same settings: resume it) or ``replace`` (``--overwrite`` over something else).
+    """
+
+    path: Path
+    status: str
+    existed: bool
+
+    @contextlib.contextmanager
+    def staged(self) -> Iterator[Path]:
+        """A temporary folder beside the output, renamed onto it only when the block succeeds.
+
+        On failure it is removed and the output location is left exactly as it was.
+        """
+        with atomic_directory(self.path) as tmp:
+            yield tmp
+
+    @contextlib.contextmanager
+    def in_place(self) -> Iterator[Path]:
+        """The output folder itself, for resumable work whose completion marker is written last.
+
+        ``replace`` clears the old content first (resumable work cannot be staged beside). If the block
+        fails while the folder this run created is still empty, the folder is removed again, so a
+        failed run leaves no empty folder behind.
+        """
+        if self.status == "replace" and self.path.exists():
+            old = self.path.with_name(f".{self.path.name}.old-{os.getpid()}")
+            os.replace(self.path, old)
+            shutil.rmtree(old, ignore_errors=True)
+        created = not self.path.exists()
+        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            yield self.path
+        except BaseException:
+            if created and self.path.is_dir() and not any(self.path.iterdir()):
+                self.path.rmdir()
+            raise
+
+
+def manifest_recogniser(artifact: str, request: Any, noun: str, same: str = DONE) -> Recogniser:
+    """A recogniser for outputs whose ``manifest.json`` (written last) carries ``artifact`` and ``request``.
+
+    ``request`` is what identifies the result (the settings and inputs asked for); it is compared as
+    JSON. A match is ``same``: ``done`` (reuse it) or ``partial`` for results that are cheap to redo
+    and whose inputs may have changed under the same names (an evaluation, an export): redo them and
+    replace the old result once the new one is complete.
+    """
+    wanted = json.loads(json.dumps(request))
+
+    def recognise(path: Path) -> tuple[str, str]:
+        try:
+            manifest = json.loads((path / "manifest.json").read_text())
+        except (OSError, ValueError):
+            return OTHER, f"is not {noun}"
+        if not isinstance(manifest, dict) or manifest.get("artifact") != artifact:
+            return OTHER, f"is not {noun}"
+        if manifest.get("request") != wanted:
+            return OTHER, f"holds {noun} made with other settings"
+        return same, ""
+
+    return recognise
+
+
+def claim_output(
+    path: str | Path,
+    noun: str,
+    recognise: Recogniser | None = None,
+    overwrite: bool = False,
+    kind: str = "folder",
+    suffixes: tuple[str, ...] = (),
+) -> OutputClaim:
+    """Decide what a command may do at its output location ``path``; raise :class:`UserError` (one line) if nothing.
+
+    The rule, the same for every command that writes a folder or a file:
+
+    - an absent path, or an empty folder, is used (``new``);
+    - a location holding the same artifact made with the same settings is reused (``done``) or,
+      if that run is unfinished, resumed (``partial``), as ``recognise(path)`` says;
+    - anything else (a foreign folder, another artifact, other settings, a file where a folder
+      is wanted) is refused with a line naming ``--overwrite``;
+    - with ``overwrite`` whatever is there is replaced (``replace``): by a rename once the new
+      result is complete (:meth:`OutputClaim.staged`), or cleared first for work done in place.
+
+    ``noun`` names the artifact in messages ("an attack set"); ``kind`` is ``folder`` or ``file``
+    (``suffixes``: the file endings allowed). Also checks that the parent folder is writable and
+    removes leftovers of killed runs beside ``path``. Nothing is created here.
+    """
+    path = Path(path).expanduser()
+    if kind == "file" and suffixes and path.suffix.lower() not in suffixes:
+        endings = f"{', '.join(suffixes[:-1])} or {suffixes[-1]}" if len(suffixes) > 1 else suffixes[0]
+        raise UserError(f"output file {path} must end in {endings}")
+    parent = path.parent if str(path.parent) else Path(".")
+    probe = parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise UserError(f"cannot write {path}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"output location {path} is not writable ({probe} is read-only)")
+    _sweep_stale_temps(path)
+    if not path.exists() and not path.is_symlink():
+        return OutputClaim(path, "new", False)
+    if path.is_dir() and not any(path.iterdir()):
+        return OutputClaim(path, "new", True)
+    if overwrite:
+        return OutputClaim(path, "replace", True)
+    if kind == "folder":
+        if not path.is_dir():
+            why = "is a file, not a folder"
+        else:
+            status, why = recognise(path) if recognise is not None else (OTHER, "is not empty")
+            if status in (DONE, PARTIAL):
+                return OutputClaim(path, status, True)
+    else:
+        if path.is_dir():
+            why = "is a folder, not a file"
+        else:
+            status, why = recognise(path) if recognise is not None else (OTHER, "already exists")
+            if status == DONE:
+                return OutputClaim(path, status, True)
+    place = "an empty folder" if kind == "folder" else "another file name"
+    raise UserError(f"{path} {why}; use {place} or --overwrite")
