@@ -209,7 +209,8 @@ def _convert(key: str, value: str, annotation: str) -> Any:
         if kind == "list":
             return [v.strip() for v in value.split("|") if v.strip()]
     except ValueError:
-        raise UserError(f"setting {key} must be a {kind}, got {value!r}") from None
+        wanted = {"bool": "true or false", "int": "an integer", "float": "a number"}.get(kind, f"a {kind}")
+        raise UserError(f"setting {key} must be {wanted}, got {value!r}") from None
     return value
 
 
