@@ -262,7 +262,9 @@ def generate_pairs(
     (also in ``manifest.json``) give pairs made and failed and the judge's acceptance rates.
     """
     from t2i_unlearn.utils.io import claim_output
+    from t2i_unlearn.utils.validate import check_model_arg
 
+    check_model_arg(model)
     if concept.sub_concepts:
         raise UserError(f"concept {concept.name} has sub-concepts ({', '.join(concept.sub_concepts)}); make pairs for each one")
     if batch_size < 1:
