@@ -102,29 +102,3 @@ def sld_cmd(
 ) -> None:
     """SLD: record safe-latent-diffusion settings (nothing is trained; they apply at sampling time)."""
     _run("sld", model, concept, out, config, {"preset": preset, "safety_concept": safety_concept}, overwrite, "cpu")
-
-
-def _train_group_class() -> type:
-    from typer.core import TyperGroup
-
-    class TrainGroup(TyperGroup):
-        """``train``: an unknown method name is a one-line user error, not a usage screen."""
-
-        def resolve_command(self, ctx: Any, args: list[str]) -> Any:
-            if args and not args[0].startswith("-") and args[0] not in self.commands:
-                from t2i_unlearn.methods import get_method
-
-                get_method(args[0])  # raises UserError naming the known methods
-            return super().resolve_command(ctx, args)
-
-    return TrainGroup
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``train esd``, ``train uce`` and ``train sld`` to the ``train`` group (registered by :mod:`t2i_unlearn.cli_duo`)."""
-    from t2i_unlearn.cli_duo import train_app
-
-    train_app.command("esd")(esd_cmd)
-    train_app.command("uce")(uce_cmd)
-    train_app.command("sld")(sld_cmd)
-    train_app.info.cls = _train_group_class()

@@ -70,8 +70,3 @@ def attack_cmd(
     typer.echo(f"attack success rate on the attacked model: {manifest['attack_success_rate']:.1%} ({manifest['success']['images']} images)")
     typer.echo(f"used: {used['iterations']} iterations, {used['queries']} queries, {used['time_s']:.1f} s")
     typer.echo(f"wrote {path}\nreplay it with: t2i-unlearn eval --model MODEL [--lora L] --suite SUITE --attack {path} --out RUN")
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``attack`` to the app."""
-    app.command("attack")(attack_cmd)

@@ -18,7 +18,6 @@ import typer
 from t2i_unlearn.errors import UserError
 
 data_app = typer.Typer(no_args_is_help=True, help="Make training data.")
-train_app = typer.Typer(no_args_is_help=True, help="Train an unlearning adapter.")
 
 
 def _dtype(name: str):
@@ -61,7 +60,6 @@ def data_pairs(
         typer.echo(f"{name}: {stats['pairs']}/{stats['requested']} pairs in {target}{failed}{rates}{keep}")
 
 
-@train_app.command("duo")
 def train_duo_cmd(
     model: Annotated[str, typer.Option(help="toy, toy:quick, a pipeline directory or a hub id.")],
     data: Annotated[Path, typer.Option(help="Pair folder from 'data pairs' (or a folder of sub-concept pair folders).")],
@@ -172,10 +170,3 @@ def export_cmd(
     written = export_pipeline(model, lora, out, weights=lora_weight, single_file=single_file)
     for kind, path in written.items():
         typer.echo(f"wrote {kind}: {path}")
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``data``, ``train`` and ``export`` to the main app."""
-    app.add_typer(data_app, name="data")
-    app.add_typer(train_app, name="train")
-    app.command("export")(export_cmd)

@@ -88,9 +88,3 @@ def report_compare(
 
     path = compare_runs([str(r) for r in runs], out, labels=label)
     typer.echo(f"wrote {path}")
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``eval`` and ``report`` to the main app."""
-    app.command("eval")(eval_cmd)
-    app.add_typer(report_app, name="report")

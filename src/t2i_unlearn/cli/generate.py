@@ -1,0 +1,55 @@
+"""CLI command ``generate``: images from any supported model, with or without adapters.
+
+Usage::
+
+    t2i-unlearn generate --model M [--lora L ...] -p PROMPT [-p PROMPT ...] [-n N] --out IMAGE
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from t2i_unlearn.errors import UserError
+
+
+def _out_file(path: Path) -> Path:
+    from t2i_unlearn.utils.io import ensure_writable_dir
+
+    if path.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
+        raise UserError(f"output file {path} must end in .png, .jpg or .webp")
+    ensure_writable_dir(path.parent if str(path.parent) else Path("."))
+    return path
+
+
+def generate(
+    prompt: Annotated[list[str], typer.Option("--prompt", "-p", help="Prompt (repeat for several).")],
+    out: Annotated[Path, typer.Option(help="Output image (.png/.jpg/.webp); several images are tiled into a grid.")],
+    model: Annotated[str, typer.Option(help="toy, toy:quick, a pipeline directory or a hub id.")] = "toy",
+    lora: Annotated[list[str] | None, typer.Option(help="LoRA directory or file (repeat to combine).")] = None,
+    lora_weight: Annotated[list[float] | None, typer.Option(help="Weight per LoRA (default 1).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the first image; image i uses seed + i.")] = 0,
+    num_images: Annotated[int, typer.Option("--num-images", "-n", help="Images per prompt.")] = 1,
+    steps: Annotated[int, typer.Option(help="Sampling steps.")] = 25,
+    guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale.")] = 4.0,
+    negative_prompt: Annotated[str | None, typer.Option(help="Negative prompt.")] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps ...")] = "cpu",
+) -> None:
+    """Generate one image, or a grid (several prompts or --num-images), with any supported model."""
+    from t2i_unlearn.models import generate_images, image_grid, load_pipeline
+    from t2i_unlearn.utils.io import atomic_save_image
+
+    if num_images < 1:
+        raise UserError("--num-images must be at least 1")
+    if steps < 1:
+        raise UserError("--steps must be at least 1")
+    out = _out_file(out)
+    pipe = load_pipeline(model, lora=lora, lora_weights=lora_weight, device=device)
+    prompts = [p for p in prompt for _ in range(num_images)]
+    seeds = [seed + i for i in range(len(prompts))]
+    negatives = [negative_prompt] * len(prompts) if negative_prompt else None
+    images = generate_images(pipe, prompts, seeds, steps=steps, guidance=guidance, negative_prompts=negatives, progress=True)
+    atomic_save_image(out, images[0] if len(images) == 1 else image_grid(images, cols=num_images if len(prompt) > 1 else None))
+    typer.echo(f"wrote {out}")

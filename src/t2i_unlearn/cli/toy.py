@@ -1,0 +1,80 @@
+"""CLI commands of the toy world: ``toy build``, ``toy show`` and ``demo``.
+
+Usage::
+
+    t2i-unlearn toy build [--preset quick|full] [--out W] [--seed S] [--rebuild]
+    t2i-unlearn toy show [--preset P] [--out D]
+    t2i-unlearn demo [--out D] [--preset P]
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from t2i_unlearn.errors import UserError
+
+toy_app = typer.Typer(no_args_is_help=True, help="The toy world: a small Stable-Diffusion-format model and judges trained here on CPU.")
+
+
+@toy_app.command("build")
+def toy_build(
+    preset: Annotated[str, typer.Option(help="quick (tests, <= 3 min) or full (the bench, <= 30 min).")] = "full",
+    out: Annotated[Path | None, typer.Option(help="World directory (default: the user cache directory).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the whole build.")] = 0,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Delete an existing world there and build again.")] = False,
+) -> None:
+    """Build the toy world (or resume an interrupted build), then print its quality table."""
+    import shutil
+
+    from t2i_unlearn.toy.build import build_world, get_preset
+    from t2i_unlearn.toy.quality import format_quality
+    from t2i_unlearn.toy.world import default_world_dir
+
+    get_preset(preset)
+    target = out or default_world_dir(preset, seed)
+    if rebuild and target.exists():
+        if not (target / "manifest.json").exists() and not (target / ".build").exists():
+            raise UserError(f"{target} does not look like a toy world; refusing to delete it")
+        shutil.rmtree(target)
+    world = build_world(target, preset=preset, seed=seed, progress=True)
+    table = json.loads((world / "quality.json").read_text())
+    typer.echo(format_quality(table))
+    typer.echo(f"world: {world}\nquality table: {world / 'quality.json'}")
+
+
+@toy_app.command("show")
+def toy_show(
+    preset: Annotated[str, typer.Option(help="Which world to draw from.")] = "full",
+    out: Annotated[Path, typer.Option(help="Folder for the grids.")] = Path("t2i_unlearn_demo"),
+    seed: Annotated[int, typer.Option(help="First seed of the samples.")] = 0,
+) -> None:
+    """Draw a grid of samples per concept group of the toy world, judged by its judges."""
+    from t2i_unlearn.toy.show import show_world
+
+    path = show_world(f"toy:{preset}", out, seed=seed)
+    typer.echo(f"wrote {path}")
+
+
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for the demo's pictures and tables.")] = Path("t2i_unlearn_demo"),
+    preset: Annotated[str, typer.Option(help="Toy world preset.")] = "full",
+) -> None:
+    """The main job on the toy world: get the world (shipped, cached or built), print its quality and show what it draws."""
+    from t2i_unlearn.toy.build import build_world
+    from t2i_unlearn.toy.quality import format_quality
+    from t2i_unlearn.toy.show import show_world
+    from t2i_unlearn.toy.world import default_world_dir, find_world
+
+    try:
+        world = find_world(preset)
+    except UserError:
+        typer.echo(f"no {preset} toy world yet: building it (resumable; progress below)")
+        world = build_world(default_world_dir(preset), preset=preset, progress=True)
+    typer.echo(f"toy world: {world}")
+    typer.echo(format_quality(json.loads((world / "quality.json").read_text())))
+    path = show_world(str(world), out)
+    typer.echo(f"what the toy model draws: {path}")
