@@ -22,6 +22,9 @@ _CONCEPT = "Concept preset (nudity, violence, toy_striped ...) or YAML file; its
 
 def _run(name: str, model: str, concept: str, out: Path, config: str | None, overrides: dict[str, Any], overwrite: bool, device: str | None) -> None:
     from t2i_unlearn.concepts import load_concept
+    from t2i_unlearn.utils.validate import check_model_arg
+
+    check_model_arg(model)
     from t2i_unlearn.methods import get_method
 
     method = get_method(name)
@@ -46,7 +49,7 @@ def esd_cmd(
     sample_guidance: Annotated[float | None, typer.Option(help="CFG scale while sampling x_t.")] = None,
     prompt: Annotated[list[str] | None, typer.Option("--prompt", help="Concept prompt to erase (repeat; default: the spec's unsafe prompts).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of every draw.")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing result in --out.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace what --out holds (another result, or any folder).")] = False,
     device: Annotated[str | None, typer.Option(help="cpu to force CPU (default: GPU when available).")] = None,
 ) -> None:
     """ESD: fine-tune a parameter group so the concept prompt predicts negative guidance away from it."""
@@ -75,7 +78,7 @@ def uce_cmd(
     preserve_scale: Annotated[float | None, typer.Option(help="Weight of the preserve terms.")] = None,
     lamb: Annotated[float | None, typer.Option(help="lambda: weight of staying close to the original weights.")] = None,
     tokens: Annotated[str | None, typer.Option(help="last (last word token) or last_to_end (it and every later position).")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing result in --out.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace what --out holds (another result, or any folder).")] = False,
     device: Annotated[str | None, typer.Option(help="cpu to force CPU (default: GPU when available).")] = None,
 ) -> None:
     """UCE: closed-form edit of the cross-attention key/value projections, erasing the concept and preserving others."""
@@ -98,7 +101,7 @@ def sld_cmd(
     config: Annotated[str | None, typer.Option(help="SLD config YAML or preset (toy).")] = None,
     preset: Annotated[str | None, typer.Option(help="WEAK, MEDIUM, STRONG or MAX (diffusers' SafetyConfig).")] = None,
     safety_concept: Annotated[str | None, typer.Option(help="Text to steer away from (default: diffusers' I2P categories).")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing result in --out.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace what --out holds (another result, or any folder).")] = False,
 ) -> None:
     """SLD: record safe-latent-diffusion settings (nothing is trained; they apply at sampling time)."""
     _run("sld", model, concept, out, config, {"preset": preset, "safety_concept": safety_concept}, overwrite, "cpu")

@@ -261,6 +261,19 @@ def generate_pairs(
     ``overwrite``. While pairs are missing the folder has no ``manifest.json``. The statistics
     (also in ``manifest.json``) give pairs made and failed and the judge's acceptance rates.
     """
+    claim, plan, settings = check_pairs_request(model, concept, out, num_pairs, seed, batch_size, overwrite)
+    with claim.in_place() as out:
+        return _generate(model, concept, out, plan, settings, seed, device, dtype, batch_size, progress, command)
+
+
+def check_pairs_request(
+    model: str, concept: ConceptSpec, out: str | Path, num_pairs: int | None = None, seed: int = 0, batch_size: int = 8, overwrite: bool = False
+) -> tuple[Any, list[PromptPair], dict[str, Any]]:
+    """Check a ``data pairs`` request without loading anything; returns ``(output claim, prompt plan, settings)``.
+
+    :class:`UserError` (one line) for a bad model argument, a composite concept, counts below 1, or an
+    ``out`` that the output rule refuses (:func:`~t2i_unlearn.utils.io.claim_output`).
+    """
     from t2i_unlearn.utils.io import claim_output
     from t2i_unlearn.utils.validate import check_model_arg
 
@@ -274,8 +287,7 @@ def generate_pairs(
     plan = concept.prompt_plan(num_pairs)
     settings = _settings(concept, model, len(plan), seed)
     claim = claim_output(out, "pair data", pair_folder_recogniser(settings), overwrite)
-    with claim.in_place() as out:
-        return _generate(model, concept, out, plan, settings, seed, device, dtype, batch_size, progress, command)
+    return claim, plan, settings
 
 
 def pair_folder_recogniser(settings: dict[str, Any]) -> Any:

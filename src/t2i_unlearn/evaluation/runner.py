@@ -411,6 +411,10 @@ def evaluate(
         raise UserError("--limit must be at least 1")
     if steps is not None and steps < 1:
         raise UserError("--steps must be at least 1")
+    if batch_size is not None and batch_size < 1:
+        raise UserError("--batch-size must be at least 1")
+    if clip_model is not None:
+        check_model_arg(clip_model, "--clip-model")
     spec = _apply_overrides(load_suite(suite), steps, batch_size, clip_model, judge_options)
     lora = list(lora or [])
     weights = list(lora_weights) if lora_weights else [1.0] * len(lora)

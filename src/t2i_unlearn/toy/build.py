@@ -416,6 +416,17 @@ def _is_world_manifest(manifest: Any) -> bool:
     )
 
 
+def is_world_folder(path: str | Path) -> bool:
+    """Whether ``path`` holds a toy world, finished (its manifest) or interrupted (its build state), whatever its settings."""
+    path = Path(path)
+    if (path / ".build" / "state.json").is_file():
+        return True
+    try:
+        return _is_world_manifest(json.loads((path / "manifest.json").read_text()))
+    except (OSError, ValueError):
+        return False
+
+
 def _world_recogniser(spec: ToyPreset, seed: int) -> Callable[[Path], tuple[str, str]]:
     """What an existing, non-empty ``--out`` of ``toy build`` holds: this world (done or unfinished), or something else."""
     settings = json.loads(json.dumps({"preset": asdict(spec), "seed": seed, "format": WORLD_FORMAT}))

@@ -174,17 +174,48 @@ def make_manifest(command: str, settings: dict[str, Any], inputs: dict[str, str]
     }
 
 
-def atomic_save_image(path: str | Path, array: Any) -> Path:
-    """Save an ``uint8 [H, W, 3]`` array as PNG/JPEG/WebP (by suffix) atomically."""
+PNG_REQUEST_KEY = "t2i_unlearn.request"
+
+
+def atomic_save_image(path: str | Path, array: Any, request: Any = None) -> Path:
+    """Save an ``uint8 [H, W, 3]`` array as PNG/JPEG/WebP (by suffix) atomically.
+
+    ``request`` (JSON-able: what made the image) is stored in a PNG text chunk, so that the same
+    command finds its own image again (:func:`png_request_recogniser`); other formats do not keep it.
+    """
     import io
 
-    from PIL import Image
+    from PIL import Image, PngImagePlugin
 
     path = Path(path)
     fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}.get(path.suffix.lower(), "PNG")
     buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format=fmt)
+    options: dict[str, Any] = {}
+    if request is not None and fmt == "PNG":
+        info = PngImagePlugin.PngInfo()
+        info.add_text(PNG_REQUEST_KEY, json.dumps(request, sort_keys=True))
+        options["pnginfo"] = info
+    Image.fromarray(array).save(buf, format=fmt, **options)
     return atomic_write_bytes(path, buf.getvalue())
+
+
+def png_request_recogniser(request: Any) -> Recogniser:
+    """A recogniser for single image files: ``done`` when the PNG there was written for the same ``request``."""
+    wanted = json.dumps(json.loads(json.dumps(request)), sort_keys=True)
+
+    def recognise(path: Path) -> tuple[str, str]:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(path) as im:
+                saved = getattr(im, "text", {}).get(PNG_REQUEST_KEY)
+        except (OSError, UnidentifiedImageError, ValueError):
+            saved = None
+        if saved is None:
+            return OTHER, "already exists"
+        return (DONE, "") if saved == wanted else (OTHER, "already exists (an image made with other settings)")
+
+    return recognise
 
 
 # ---- the output rule ---------------------------------------------------------------------------------
