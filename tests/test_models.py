@@ -32,12 +32,3 @@ def test_broken_model_index_is_a_user_error(tmp_path: Path):
     (tmp_path / "model_index.json").write_text("{broken")
     with pytest.raises(UserError, match="not valid JSON"):
         load_pipeline(str(tmp_path))
-
-
-def test_a_prompt_longer_than_the_text_encoder_reads_is_warned(quick_world: Path, caplog: pytest.LogCaptureFixture):
-    pipe = load_pipeline(str(quick_world))
-    with caplog.at_level("WARNING", logger="t2i_unlearn.models"):
-        generate_images(pipe, ["a striped red circle"], [0], steps=1)
-        assert not caplog.records
-        generate_images(pipe, ["a striped red circle " * 100], [0], steps=1)
-    assert len(caplog.records) == 1 and "is cut to the 77 the text encoder reads" in caplog.records[0].getMessage()

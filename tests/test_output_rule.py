@@ -53,7 +53,7 @@ def test_foreign_folder_and_file_are_refused(tmp_path: Path) -> None:
         claim_output(tmp_path / "file", "an image", kind="file")
     with pytest.raises(UserError, match=r"must end in \.png or \.jpg"):
         claim_output(tmp_path / "x.gif", "an image", kind="file", suffixes=(".png", ".jpg"))
-    with pytest.raises(UserError, match="is a file, not a folder"):
+    with pytest.raises(UserError, match=r"is not writable \(.*file is a file, not a folder\)"):
         claim_output(tmp_path / "file" / "sub", "a thing")
     assert (tmp_path / "f" / "mine.txt").read_text() == "keep"
 

@@ -137,7 +137,6 @@ def generate_images(
     n = len(prompt_embeds) if prompt_embeds is not None else len(prompts or [])
     if n != len(seeds):
         raise UserError(f"{n} prompts but {len(seeds)} seeds")
-    warn_long_prompts(pipe, prompts or [])
     out = []
     for i in tqdm(range(0, n, batch_size), desc="generate", disable=not progress, leave=False):
         kwargs: dict[str, Any] = {}
@@ -161,18 +160,6 @@ def generate_images(
         )
         out.append((np.clip(result.images, 0, 1) * 255).round().astype(np.uint8))
     return np.concatenate(out) if out else np.zeros((0, 0, 0, 3), dtype=np.uint8)
-
-
-def warn_long_prompts(pipe: Any, prompts: Sequence[str]) -> None:
-    """Log a warning for each prompt longer than the text encoder reads (CLIP: 77 tokens); the rest is cut off."""
-    tokenizer = getattr(pipe, "tokenizer", None)
-    limit = getattr(tokenizer, "model_max_length", None)
-    if tokenizer is None or not isinstance(limit, int) or limit > 100_000:
-        return
-    for prompt in dict.fromkeys(prompts):
-        length = len(tokenizer(prompt).input_ids)
-        if length > limit:
-            logger.warning("a prompt of %d tokens (%r...) is cut to the %d the text encoder reads; the rest is ignored", length, prompt[:40], limit)
 
 
 def image_grid(images: np.ndarray, cols: int | None = None, pad: int = 2) -> np.ndarray:

@@ -347,7 +347,7 @@ def claim_output(
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     if probe.exists() and not probe.is_dir():
-        raise UserError(f"cannot write {path}: {probe} is a file, not a folder")
+        raise UserError(f"output location {path} is not writable ({probe} is a file, not a folder)")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise UserError(f"output location {path} is not writable ({probe} is read-only)")
     _sweep_stale_temps(path)
