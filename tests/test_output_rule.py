@@ -75,12 +75,19 @@ def test_staged_appears_only_when_complete_and_replaces(tmp_path: Path) -> None:
     assert sorted(os.listdir(out)) == ["new.txt"] and sorted(os.listdir(tmp_path)) == ["r"]
 
 
+def test_overwrite_replaces_a_file_by_a_folder(tmp_path: Path) -> None:
+    (tmp_path / "r").write_text("a file")
+    with claim_output(tmp_path / "r", "a thing", overwrite=True).staged() as tmp:
+        (tmp / "done.txt").write_text("1")
+    assert sorted(os.listdir(tmp_path)) == ["r"] and (tmp_path / "r" / "done.txt").exists()
+
+
 def test_in_place_failure_leaves_no_empty_folder(tmp_path: Path) -> None:
     out = tmp_path / "a" / "b"
     with pytest.raises(UserError):
         with claim_output(out, "a thing").in_place():
             raise UserError("bad model")
-    assert not out.exists()
+    assert not out.exists() and not out.parent.exists()  # nor the parent this run created
     out.mkdir(parents=True)
     with pytest.raises(UserError):
         with claim_output(out, "a thing").in_place():

@@ -87,6 +87,13 @@ def temp_dir_beside(final: str | Path) -> Path:
     return tmp
 
 
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def replace_dir(tmp: str | Path, final: str | Path) -> Path:
     """Rename the finished folder ``tmp`` to ``final``, replacing an existing ``final``."""
     tmp, final = Path(tmp), Path(final)
@@ -94,7 +101,7 @@ def replace_dir(tmp: str | Path, final: str | Path) -> Path:
         old = final.with_name(f".{final.name}.old-{os.getpid()}")
         os.replace(final, old)
         os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
+        _remove(old)
     else:
         os.replace(tmp, final)
     return final
@@ -243,7 +250,7 @@ def _sweep_stale_temps(final: Path) -> None:
         kind, _, rest = p.name[len(final.name) + 2 :].partition("-")
         pid = rest.split("-", 1)[0]
         if kind in ("tmp", "old") and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
-            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            _remove(p)
 
 
 @dataclass
@@ -279,14 +286,19 @@ class OutputClaim:
         if self.status == "replace" and self.path.exists():
             old = self.path.with_name(f".{self.path.name}.old-{os.getpid()}")
             os.replace(self.path, old)
-            shutil.rmtree(old, ignore_errors=True)
-        created = not self.path.exists()
+            _remove(old)
+        existing = self.path
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
         self.path.mkdir(parents=True, exist_ok=True)
         try:
             yield self.path
         except BaseException:
-            if created and self.path.is_dir() and not any(self.path.iterdir()):
-                self.path.rmdir()
+            # remove the folders this run created (the output and any parents), as long as they are empty
+            folder = self.path
+            while folder != existing and folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+                folder = folder.parent
             raise
 
 
@@ -336,7 +348,7 @@ def claim_output(
 
     ``noun`` names the artifact in messages ("an attack set"); ``kind`` is ``folder`` or ``file``
     (``suffixes``: the file endings allowed). Also checks that the parent folder is writable and
-    removes leftovers of killed runs beside ``path``. Nothing is created here.
+    removes the temporary leftovers of killed runs beside ``path``; nothing else is touched.
     """
     path = Path(path).expanduser()
     if kind == "file" and suffixes and path.suffix.lower() not in suffixes:
