@@ -82,7 +82,11 @@ def load_pipeline(
     with ``lora_weights`` (default 1 each) through ``set_adapters``.
     """
     from diffusers import DiffusionPipeline
+    from diffusers.utils import logging as diffusers_logging
+    from huggingface_hub.utils import are_progress_bars_disabled
 
+    if are_progress_bars_disabled():  # diffusers' loading bar ignores HF_HUB_DISABLE_PROGRESS_BARS; transformers' does not
+        diffusers_logging.disable_progress_bar()
     source = resolve_model(model)
     try:
         pipe = DiffusionPipeline.from_pretrained(source, dtype=dtype, **_absent_components(source))

@@ -52,62 +52,88 @@ train_app.command("esd")(esd_cmd)
 train_app.command("uce")(uce_cmd)
 train_app.command("sld")(sld_cmd)
 
-_STATE = {"debug": False}
-
 
 @app.callback()
 def _main(
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
+    threads: Annotated[
+        int | None, typer.Option("--threads", min=1, help="CPU threads of torch's operations (default: torch's own choice: OMP_NUM_THREADS, or one per core).")
+    ] = None,
 ) -> None:
-    _STATE["debug"] = debug
     logging.basicConfig(level=logging.INFO if verbose or debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if threads is not None:
+        _set_threads(threads)
     if not (verbose or debug):
         _quiet_libraries()
 
 
+def _set_threads(threads: int) -> None:
+    # torch.set_num_threads, not OMP_NUM_THREADS: torch caps a thread count from the environment at
+    # the number of cores. Only this option loads torch before the command has checked its arguments.
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def _quiet_libraries() -> None:
+    # Through the environment, which diffusers, transformers and huggingface_hub read when they are
+    # imported: importing them here would cost every command, --help included, seconds.
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     import warnings
 
     warnings.filterwarnings("ignore")
-    try:
-        import diffusers
-        import transformers
 
-        diffusers.utils.logging.set_verbosity_error()
-        diffusers.utils.logging.disable_progress_bar()
-        transformers.utils.logging.set_verbosity_error()
-        transformers.utils.logging.disable_progress_bar()
-    except ImportError:  # pragma: no cover - both are dependencies
-        pass
+
+def _close_progress_bars() -> None:
+    """Close unfinished tqdm bars, so that an error line starts on a line of its own."""
+    tqdm = sys.modules.get("tqdm")
+    if tqdm is not None:
+        for bar in list(getattr(tqdm.tqdm, "_instances", ())):
+            bar.close()
+
+
+def _click_module() -> Any:
+    """The click that typer runs on: typer >= 0.2x carries its own copy as ``typer._click``."""
+    try:
+        from typer import _click as click
+    except ImportError:  # pragma: no cover - older typer on plain click
+        import click
+    return click
 
 
 def main() -> None:
     """Console-script entry point."""
+    # OpenMP threads spin while they wait for work by default, which on a busy machine makes torch
+    # many times slower (same results); set before torch is imported, unless the user chose a policy.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     debug = "--debug" in sys.argv
+    click = _click_module()
     try:
         rc = app(standalone_mode=False)
     except UserError as exc:
+        _close_progress_bars()
         if debug:
             raise
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
+        _close_progress_bars()
         typer.echo("interrupted", err=True)
         sys.exit(130)
-    except SystemExit:
-        raise
+    except click.exceptions.ClickException as exc:
+        # usage errors: Click's own usage line and message, exit 2
+        _close_progress_bars()
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (click.exceptions.Abort, typer.Abort):
+        _close_progress_bars()
+        typer.echo("aborted", err=True)
+        sys.exit(1)
     except Exception as exc:
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            typer.echo("aborted", err=True)
-            sys.exit(1)
+        _close_progress_bars()
         if debug:
             raise
         typer.echo(f"error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} (run with --debug for the traceback)", err=True)

@@ -4,29 +4,31 @@
     t2i-unlearn train duo --model M --data D --out O [--config F] [--max-steps N --beta B ...]
     t2i-unlearn export --model M --lora O [--lora O2 ...] --out E
 
-Every DUO setting has a flag; a flag overrides the config file (or preset), which overrides the
-defaults (the authors' nudity run).
+Every DUOConfig field is a flag (derived from the dataclass, see :mod:`t2i_unlearn.cli.config_flags`); a
+flag overrides the config file (or preset), which overrides the defaults (the authors' nudity run).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from t2i_unlearn.cli.config_flags import config_flags
 from t2i_unlearn.errors import UserError
+from t2i_unlearn.methods.duo_config import DUOConfig, load_config
 
 data_app = typer.Typer(no_args_is_help=True, help="Make training data.")
 
 
-def _dtype(name: str):
+_DTYPES = ("fp32", "fp16", "bf16")
+
+
+def _dtype(name: str) -> Any:
     import torch
 
-    table = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-    if name not in table:
-        raise UserError(f"--dtype must be one of {', '.join(table)}")
-    return table[name]
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
 
 
 @data_app.command("pairs")
@@ -46,8 +48,8 @@ def data_pairs(
     from t2i_unlearn.data.pairs import check_pairs_request, generate_pairs
     from t2i_unlearn.utils.io import claim_output
 
-    if dtype not in ("fp32", "fp16", "bf16"):
-        raise UserError("--dtype must be one of fp32, fp16, bf16")
+    if dtype not in _DTYPES:
+        raise UserError(f"--dtype must be one of {', '.join(_DTYPES)}")
     spec = load_concept(concept)
     leaves = spec.leaves()
     targets = {name: out / name.split("/", 1)[1] if len(leaves) > 1 else out for name in leaves}
@@ -72,6 +74,7 @@ def data_pairs(
         typer.echo(f"{name}: {stats['pairs']}/{stats['requested']} pairs in {target}{failed}{rates}{keep}")
 
 
+@config_flags(DUOConfig, panel="DUO settings (override --config)")
 def train_duo_cmd(
     model: Annotated[str, typer.Option(help="toy, toy:quick, a pipeline directory or a hub id.")],
     data: Annotated[Path, typer.Option(help="Pair folder from 'data pairs' (or a folder of sub-concept pair folders).")],
@@ -80,95 +83,21 @@ def train_duo_cmd(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the latest checkpoint in --out (a rerun of the same command does so anyway).")
     ] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start over in an --out that holds a run.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start over in an --out that holds a run (or anything else).")] = False,
     device: Annotated[str | None, typer.Option(help="cpu to force CPU (default: GPU when available).")] = None,
-    max_steps: Annotated[int | None, typer.Option(help="Optimiser steps.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Global batch in pairs (split over processes).")] = None,
-    beta: Annotated[float | None, typer.Option(help="Preference strength beta.")] = None,
-    base_lr: Annotated[float | None, typer.Option(help="Base learning rate (lr = base_lr * 100 / beta).")] = None,
-    lr: Annotated[float | None, typer.Option(help="Effective learning rate (overrides --base-lr).")] = None,
-    base_lambda: Annotated[float | None, typer.Option(help="Base prior weight (lambda = base_lambda * beta / 100).")] = None,
-    prior_weight: Annotated[float | None, typer.Option(help="Effective prior weight lambda (overrides --base-lambda).")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of init, pair order and noise.")] = None,
-    rank: Annotated[int | None, typer.Option(help="LoRA rank.")] = None,
-    alpha: Annotated[float | None, typer.Option(help="LoRA alpha.")] = None,
-    target: Annotated[list[str] | None, typer.Option("--target", help="LoRA target module (repeat; default: self-attention q/k/v/out).")] = None,
-    t_max: Annotated[int | None, typer.Option(help="Timesteps drawn from [0, t_max).")] = None,
-    shared_timesteps: Annotated[
-        bool | None, typer.Option("--shared-timesteps/--independent-timesteps", help="One timestep per pair, or one per image (authors).")
-    ] = None,
-    conditioning: Annotated[str | None, typer.Option(help="empty (authors) or prompt.")] = None,
-    prior_timestep: Annotated[int | None, typer.Option(help="Timestep of the output-preserving input (default: the last).")] = None,
-    preserve_weight: Annotated[
-        float | None, typer.Option(help="Weight of the optional preservation term on the data's preserve images (0 = off, the authors' objective).")
-    ] = None,
-    sample_latents: Annotated[
-        bool | None, typer.Option("--sample-latents/--mean-latents", help="Draw a VAE latent sample every step (authors), or use its mean.")
-    ] = None,
-    flow_u_min: Annotated[float | None, typer.Option(help="SD3: lowest noise level u of the pair inputs.")] = None,
-    flow_u_max: Annotated[float | None, typer.Option(help="SD3: highest noise level u of the pair inputs.")] = None,
-    init_lora_weights: Annotated[str | None, typer.Option(help="LoRA init: gaussian (authors) or default (peft's Kaiming-uniform); B = 0 in both.")] = None,
-    adam_beta1: Annotated[float | None, typer.Option(help="AdamW beta1.")] = None,
-    adam_beta2: Annotated[float | None, typer.Option(help="AdamW beta2.")] = None,
-    adam_epsilon: Annotated[float | None, typer.Option(help="AdamW epsilon.")] = None,
-    weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay.")] = None,
-    lr_scheduler: Annotated[str | None, typer.Option(help="Learning-rate schedule (only constant, the authors').")] = None,
-    max_grad_norm: Annotated[float | None, typer.Option(help="Gradient-norm clip.")] = None,
-    mixed_precision: Annotated[str | None, typer.Option(help="fp16, bf16 or no (GPU only).")] = None,
-    gradient_checkpointing: Annotated[
-        bool | None, typer.Option("--gradient-checkpointing/--no-gradient-checkpointing", help="Trade compute for memory.")
-    ] = None,
-    checkpoint_every: Annotated[int | None, typer.Option(help="Checkpoint every N steps.")] = None,
-    keep_checkpoints: Annotated[int | None, typer.Option(help="How many of the latest checkpoints to keep.")] = None,
-    log_every: Annotated[int | None, typer.Option(help="Log every N steps.")] = None,
-    report_to: Annotated[list[str] | None, typer.Option("--report-to", help="jsonl, tensorboard, wandb (repeat).")] = None,
+    *,
+    overrides: dict[str, Any],
 ) -> None:
     """Train DUO LoRA(s) on pair data."""
     from t2i_unlearn.data import pair_folders
     from t2i_unlearn.utils.validate import check_model_arg
 
+    cfg = load_config(config, overrides)
     check_model_arg(model)
-    pair_folders(data)  # a file, a missing folder or an unfinished 'data pairs' run: one line, before any import of torch
-
+    pair_folders(data)  # a file, a missing folder or an unfinished 'data pairs' run: one line, before torch is imported
     from t2i_unlearn.methods import get_method
 
-    method = get_method("duo")
-    overrides = {
-        "max_steps": max_steps,
-        "batch_size": batch_size,
-        "beta": beta,
-        "base_lr": base_lr,
-        "lr": lr,
-        "base_lambda": base_lambda,
-        "prior_weight": prior_weight,
-        "seed": seed,
-        "rank": rank,
-        "alpha": alpha,
-        "target_modules": target or None,
-        "t_max": t_max,
-        "independent_timesteps": None if shared_timesteps is None else not shared_timesteps,
-        "conditioning": conditioning,
-        "prior_timestep": prior_timestep,
-        "preserve_weight": preserve_weight,
-        "sample_latents": sample_latents,
-        "flow_u_min": flow_u_min,
-        "flow_u_max": flow_u_max,
-        "init_lora_weights": init_lora_weights,
-        "adam_beta1": adam_beta1,
-        "adam_beta2": adam_beta2,
-        "adam_epsilon": adam_epsilon,
-        "weight_decay": weight_decay,
-        "lr_scheduler": lr_scheduler,
-        "max_grad_norm": max_grad_norm,
-        "mixed_precision": mixed_precision,
-        "gradient_checkpointing": gradient_checkpointing,
-        "checkpoint_every": checkpoint_every,
-        "keep_checkpoints": keep_checkpoints,
-        "log_every": log_every,
-        "report_to": report_to or None,
-    }
-    cfg = method.load_config(config, overrides)
-    outs = method.train(model, data, out, cfg, resume=resume, overwrite=overwrite, device=device, progress=True)
+    outs = get_method("duo").train(model, data, out, cfg, resume=resume, overwrite=overwrite, device=device, progress=True)
     for o in outs:
         typer.echo(f"wrote {o / 'pytorch_lora_weights.safetensors'}")
     if len(outs) > 1:

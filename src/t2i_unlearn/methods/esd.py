@@ -19,12 +19,9 @@ The loss is the pure function below; the rest of the file is the trainer.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
-import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +30,9 @@ import torch.nn.functional as F
 
 from t2i_unlearn.errors import UserError
 from t2i_unlearn.methods import edits
+from t2i_unlearn.methods.esd_config import TRAIN_METHODS, ESDConfig, load_config
 
 logger = logging.getLogger(__name__)
-
-TRAIN_METHODS = ("xattn", "noxattn", "selfattn", "full")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -61,73 +57,6 @@ def esd_loss(eps_concept: torch.Tensor, eps0_concept: torch.Tensor, eps0_empty: 
     """
     target = esd_target(eps0_concept.detach().float(), eps0_empty.detach().float(), negative_guidance)
     return F.mse_loss(eps_concept.float(), target)
-
-
-# ---------------------------------------------------------------------------------------------
-# Settings
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class ESDConfig:
-    """Every ESD setting, defaulted to the authors' diffusers script (``esd_diffusers.py``)."""
-
-    train_method: str = "noxattn"
-    """Parameter group: ``noxattn`` (ESD-u, the paper's choice for nudity and objects), ``xattn`` (ESD-x, styles), ``selfattn``, ``full``."""
-    iterations: int = 200
-    """Optimiser steps (one sampled x_t each)."""
-    lr: float = 2e-5
-    """Adam learning rate (the authors use plain Adam, no weight decay, constant rate)."""
-    negative_guidance: float = 1.0
-    """eta in the target eps0("") - eta (eps0(c) - eps0(""))."""
-    ddim_steps: int = 50
-    """Length of the DDIM schedule that x_t is sampled on; k is drawn from [1, ddim_steps - 2] per iteration."""
-    sample_guidance: float = 3.0
-    """Classifier-free guidance while sampling x_t (authors: 3)."""
-    prompts: list[str] | None = None
-    """Concept prompts c, one drawn per iteration; None = the concept spec's distinct unsafe prompts (the paper erases one word, e.g. "nudity")."""
-    batch_size: int = 1
-    """x_t samples per iteration (authors: 1)."""
-    height: int | None = None
-    """Sampling height in pixels; None = the model's default."""
-    width: int | None = None
-    """Sampling width in pixels; None = the model's default."""
-    seed: int = 0
-    """Seed of every draw (k, the prompt, the initial noise)."""
-    train_biases: bool = True
-    """Train the biases of the group too (authors: yes). False makes xattn/selfattn edits exact LoRAs."""
-    lora_max_rank: int | None = None
-    """For ``xattn``/``selfattn``: cap on the exported LoRA's rank (None = exact, the rank of each weight change)."""
-    log_every: int = 10
-    """Write a log line every this many iterations."""
-
-    def validate(self) -> None:
-        """Raise :class:`UserError` for settings that cannot work."""
-        checks = [
-            (self.train_method in TRAIN_METHODS, f"train_method must be one of {', '.join(TRAIN_METHODS)}"),
-            (self.iterations >= 1, "iterations must be at least 1"),
-            (self.lr > 0, "lr must be positive"),
-            (self.ddim_steps >= 3, "ddim_steps must be at least 3"),
-            (self.batch_size >= 1, "batch_size must be at least 1"),
-            (self.prompts is None or len(self.prompts) > 0, "prompts must not be empty (leave it out to use the concept's)"),
-            (self.lora_max_rank is None or self.lora_max_rank >= 1, "lora_max_rank must be at least 1"),
-            (self.log_every >= 1, "log_every must be at least 1"),
-            (math.isfinite(self.negative_guidance), "negative_guidance must be a finite number"),
-            (self.sample_guidance >= 0, "sample_guidance must not be negative"),
-            (all(v is None or v >= 8 for v in (self.height, self.width)), "height and width must be at least 8 pixels"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise UserError(f"ESD config: {message}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict of the fields."""
-        return dataclasses.asdict(self)
-
-
-def load_config(path_or_preset: str | Path | None, overrides: dict[str, Any] | None = None) -> ESDConfig:
-    """Defaults, then a preset name (``toy``, ``nudity``) or YAML file, then ``overrides`` (None values ignored)."""
-    return edits.load_config(ESDConfig, "esd", path_or_preset, overrides)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -300,4 +229,4 @@ def train_esd_concept(model: str, concept: Any, out: str | Path, config: ESDConf
     return [train_esd(model, concept, out, config, **kwargs)]
 
 
-__all__ = ["ESDConfig", "esd_loss", "esd_target", "load_config", "select_parameters", "train_esd", "train_esd_concept"]
+__all__ = ["TRAIN_METHODS", "ESDConfig", "esd_loss", "esd_target", "load_config", "select_parameters", "train_esd", "train_esd_concept"]

@@ -17,33 +17,17 @@ safe pipeline takes text prompts only).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from t2i_unlearn.errors import UserError
 from t2i_unlearn.methods import edits
+from t2i_unlearn.methods.sld_config import PRESETS, SLD_KEYS, SLDConfig, load_config, preset_values
 
 logger = logging.getLogger(__name__)
 
-PRESETS = ("WEAK", "MEDIUM", "STRONG", "MAX")
-SLD_KEYS = ("sld_guidance_scale", "sld_warmup_steps", "sld_threshold", "sld_momentum_scale", "sld_mom_beta")
 SLD_FORMAT = "t2i_unlearn.sld.v1"
-
-
-def preset_values(preset: str) -> dict[str, float]:
-    """diffusers' ``SafetyConfig.<preset>`` settings (``WEAK``, ``MEDIUM``, ``STRONG``, ``MAX``)."""
-    try:  # diffusers >= 0.3x keeps SLD among its deprecated pipelines
-        from diffusers.pipelines.deprecated.stable_diffusion_safe import SafetyConfig
-    except ImportError:  # pragma: no cover - older diffusers
-        from diffusers.pipelines.stable_diffusion_safe import SafetyConfig
-
-    name = preset.upper()
-    if name not in PRESETS:
-        raise UserError(f"unknown SLD preset {preset!r}; presets: {', '.join(PRESETS)}")
-    return dict(getattr(SafetyConfig, name))
 
 
 def default_safety_concept() -> str:
@@ -53,52 +37,6 @@ def default_safety_concept() -> str:
         " bodily fluids, blood, obscene gestures, illegal activity, drug use, theft, vandalism, weapons, child"
         " abuse, brutality, cruelty"
     )
-
-
-@dataclass
-class SLDConfig:
-    """SLD settings: a diffusers preset, optional overrides of its five values, and the safety concept text."""
-
-    preset: str = "MEDIUM"
-    """``WEAK``, ``MEDIUM`` (the paper's default), ``STRONG`` or ``MAX`` (diffusers' ``SafetyConfig``)."""
-    safety_concept: str | None = None
-    """Text to steer away from; None = diffusers' default (the I2P categories: hate, ..., nudity, ..., cruelty)."""
-    sld_guidance_scale: float | None = None
-    """Override of the preset's safety guidance scale (< 1 disables SLD)."""
-    sld_warmup_steps: int | None = None
-    """Override: sampling steps before safety guidance starts."""
-    sld_threshold: float | None = None
-    """Override: threshold of the element-wise mask."""
-    sld_momentum_scale: float | None = None
-    """Override: scale of the safety momentum."""
-    sld_mom_beta: float | None = None
-    """Override: how the momentum builds up."""
-
-    def validate(self) -> None:
-        """Raise :class:`UserError` for settings that cannot work."""
-        if self.preset.upper() not in PRESETS:
-            raise UserError(f"SLD config: preset must be one of {', '.join(PRESETS)}")
-        if self.safety_concept is not None and not self.safety_concept.strip():
-            raise UserError("SLD config: safety_concept must not be empty")
-        if self.sld_warmup_steps is not None and self.sld_warmup_steps < 0:
-            raise UserError("SLD config: sld_warmup_steps must be >= 0")
-
-    def resolved(self) -> dict[str, float]:
-        """The five ``sld_*`` call arguments: the preset's, with overrides applied."""
-        values = preset_values(self.preset)
-        for key in SLD_KEYS:
-            if getattr(self, key) is not None:
-                values[key] = getattr(self, key)
-        return values
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict of the fields."""
-        return dataclasses.asdict(self)
-
-
-def load_config(path_or_preset: str | Path | None, overrides: dict[str, Any] | None = None) -> SLDConfig:
-    """Defaults, then a preset name (``toy``) or YAML file, then ``overrides`` (None values ignored)."""
-    return edits.load_config(SLDConfig, "sld", path_or_preset, overrides)
 
 
 def train_sld(
@@ -217,4 +155,4 @@ def apply_sld(pipe: Any, path: str | Path, weight: float = 1.0) -> Any:
     return safe
 
 
-__all__ = ["SLDConfig", "apply_sld", "default_safety_concept", "load_config", "preset_values", "train_sld", "train_sld_concept"]
+__all__ = ["PRESETS", "SLD_KEYS", "SLDConfig", "apply_sld", "default_safety_concept", "load_config", "preset_values", "train_sld", "train_sld_concept"]

@@ -19,9 +19,7 @@ edited projections (see :mod:`.edits`).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +27,9 @@ import torch
 
 from t2i_unlearn.errors import UserError
 from t2i_unlearn.methods import edits
+from t2i_unlearn.methods.uce_config import TOKEN_MODES, UCEConfig, load_config
 
 logger = logging.getLogger(__name__)
-
-TOKEN_MODES = ("last", "last_to_end")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -68,58 +65,6 @@ def uce_edit(
         mat2 = mat2 + preserve_scale * p.T @ p
     # mat2 is symmetric: W = mat1 mat2^-1  <=>  mat2 W^T = mat1^T
     return torch.linalg.solve(mat2, mat1.T).T.to(w_old.dtype)
-
-
-# ---------------------------------------------------------------------------------------------
-# Settings
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class UCEConfig:
-    """Every UCE setting, defaulted to the authors' current script (``uce_sd_erase.py``)."""
-
-    erase_prompts: list[str] | None = None
-    """Concepts to erase; None = the concept spec's distinct unsafe prompts (the paper erases words, e.g. "nudity")."""
-    guide_prompts: list[str] | None = None
-    """Guide per erased prompt, or one for all (``[""]``: towards the empty prompt, the authors' default); None = each unsafe prompt's paired safe prompt."""
-    preserve_prompts: list[str] | None = None
-    """Concepts whose projections are kept; None = the concept spec's distinct safe prompts; ``[]`` = none."""
-    erase_scale: float = 1.0
-    """s_e, weight of the erase terms."""
-    preserve_scale: float = 1.0
-    """s_p, weight of the preserve terms."""
-    lamb: float = 0.5
-    """lambda, weight of staying close to the original projection."""
-    tokens: str = "last"
-    """Token embeddings per prompt: ``last`` (last word token) or ``last_to_end`` (it and every later position)."""
-    edit_keys: bool = True
-    """Edit ``to_k`` as well as ``to_v`` (authors: both)."""
-    lora_max_rank: int | None = None
-    """Cap on the exported LoRA's rank (None = exact)."""
-
-    def validate(self) -> None:
-        """Raise :class:`UserError` for settings that cannot work."""
-        checks = [
-            (self.tokens in TOKEN_MODES, f"tokens must be one of {', '.join(TOKEN_MODES)}"),
-            (self.lamb >= 0 and self.erase_scale >= 0 and self.preserve_scale >= 0, "lamb, erase_scale and preserve_scale must be >= 0"),
-            (self.lamb > 0 or self.erase_scale > 0, "lamb and erase_scale cannot both be 0"),
-            (self.erase_prompts is None or len(self.erase_prompts) > 0, "erase_prompts must not be empty (leave it out to use the concept's)"),
-            (self.guide_prompts is None or len(self.guide_prompts) > 0, "guide_prompts must not be empty"),
-            (self.lora_max_rank is None or self.lora_max_rank >= 1, "lora_max_rank must be at least 1"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise UserError(f"UCE config: {message}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict of the fields."""
-        return dataclasses.asdict(self)
-
-
-def load_config(path_or_preset: str | Path | None, overrides: dict[str, Any] | None = None) -> UCEConfig:
-    """Defaults, then a preset name (``toy``) or YAML file, then ``overrides`` (None values ignored)."""
-    return edits.load_config(UCEConfig, "uce", path_or_preset, overrides)
 
 
 def resolve_prompts(config: UCEConfig, concept: Any) -> tuple[list[str], list[str], list[str]]:
@@ -263,4 +208,4 @@ def train_uce_concept(model: str, concept: Any, out: str | Path, config: UCEConf
     return [train_uce(model, concept, out, config, **kwargs)]
 
 
-__all__ = ["UCEConfig", "load_config", "resolve_prompts", "train_uce", "train_uce_concept", "uce_edit"]
+__all__ = ["TOKEN_MODES", "UCEConfig", "load_config", "resolve_prompts", "train_uce", "train_uce_concept", "uce_edit"]

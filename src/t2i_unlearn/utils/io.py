@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import platform
+import shlex
 import shutil
 import sys
 import tempfile
@@ -156,9 +157,11 @@ def hash_files(root: str | Path, patterns: tuple[str, ...] = ("**/*",)) -> dict[
     return out
 
 
-def package_versions(names: tuple[str, ...] = ("t2i-unlearn", "torch", "diffusers", "transformers", "peft", "accelerate")) -> dict[str, str]:
-    """Installed versions of the packages that shape results."""
-    out = {}
+def package_versions(names: tuple[str, ...] = ("torch", "diffusers", "transformers", "peft", "accelerate")) -> dict[str, str]:
+    """Versions of the packages that shape results: t2i-unlearn (the code that runs) and the installed ``names``."""
+    from t2i_unlearn import __version__
+
+    out = {"t2i-unlearn": __version__}
     for name in names:
         try:
             out[name] = metadata.version(name)
@@ -167,10 +170,20 @@ def package_versions(names: tuple[str, ...] = ("t2i-unlearn", "torch", "diffuser
     return out
 
 
+def command_line() -> str:
+    """This process's command line, shell-quoted (``python -m t2i_unlearn.cli ...`` rather than the path of ``__main__.py``)."""
+    argv = list(sys.argv)
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if argv and spec is not None and spec.name.endswith(".__main__"):
+        argv[:1] = [sys.executable, "-m", spec.name.removesuffix(".__main__")]
+    return shlex.join(argv)
+
+
 def make_manifest(command: str, settings: dict[str, Any], inputs: dict[str, str] | None = None, **extra: Any) -> dict[str, Any]:
-    """A ``manifest.json`` body: what made an artifact, with which settings, inputs and package versions."""
+    """A ``manifest.json`` body: what made an artifact (command and full command line), with which settings, inputs and package versions."""
     return {
         "command": command,
+        "command_line": command_line(),
         "settings": settings,
         "inputs": inputs or {},
         "versions": package_versions(),

@@ -1,0 +1,130 @@
+"""The baselines' flags come from their config dataclasses: every field has one, each reaches its field, presets stay under flags.
+
+DUO's field-by-field check is ``tests/test_duo_train.py::test_every_config_field_has_a_cli_flag``.
+The tables below are written out by hand, independently of how the flags are derived.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from t2i_unlearn.cli import app
+from t2i_unlearn.methods.esd_config import ESDConfig
+from t2i_unlearn.methods.sld_config import SLDConfig
+from t2i_unlearn.methods.uce_config import UCEConfig
+
+FLAGS = {
+    "esd": (
+        ESDConfig,
+        {
+            "train_method": (["--train-method", "xattn"], "xattn"),
+            "iterations": (["--iterations", "7"], 7),
+            "lr": (["--lr", "1e-3"], 1e-3),
+            "negative_guidance": (["--negative-guidance", "2.5"], 2.5),
+            "ddim_steps": (["--ddim-steps", "9"], 9),
+            "sample_guidance": (["--sample-guidance", "5"], 5.0),
+            "prompts": (["--prompt", "a striped circle", "--prompt", "stripes"], ["a striped circle", "stripes"]),
+            "batch_size": (["--batch-size", "2"], 2),
+            "height": (["--height", "64"], 64),
+            "width": (["--width", "48"], 48),
+            "seed": (["--seed", "3"], 3),
+            "train_biases": (["--no-train-biases"], False),
+            "lora_max_rank": (["--lora-max-rank", "4"], 4),
+            "log_every": (["--log-every", "5"], 5),
+        },
+    ),
+    "uce": (
+        UCEConfig,
+        {
+            "erase_prompts": (["--erase", "stripes"], ["stripes"]),
+            "guide_prompts": (["--guide", ""], [""]),
+            "preserve_prompts": (["--preserve", "dots", "--preserve", "plain"], ["dots", "plain"]),
+            "erase_scale": (["--erase-scale", "2"], 2.0),
+            "preserve_scale": (["--preserve-scale", "0.5"], 0.5),
+            "lamb": (["--lamb", "0.1"], 0.1),
+            "tokens": (["--tokens", "last_to_end"], "last_to_end"),
+            "edit_keys": (["--no-edit-keys"], False),
+            "lora_max_rank": (["--lora-max-rank", "2"], 2),
+        },
+    ),
+    "sld": (
+        SLDConfig,
+        {
+            "preset": (["--preset", "MAX"], "MAX"),
+            "safety_concept": (["--safety-concept", "stripes"], "stripes"),
+            "sld_guidance_scale": (["--sld-guidance-scale", "100"], 100.0),
+            "sld_warmup_steps": (["--sld-warmup-steps", "2"], 2),
+            "sld_threshold": (["--sld-threshold", "0.01"], 0.01),
+            "sld_momentum_scale": (["--sld-momentum-scale", "0.3"], 0.3),
+            "sld_mom_beta": (["--sld-mom-beta", "0.4"], 0.4),
+        },
+    ),
+}
+
+
+def _capture(monkeypatch, method: str) -> dict:
+    """Replace the method's trainer by one that records the config the CLI built."""
+    from t2i_unlearn.methods import METHODS, Method
+
+    seen: dict = {}
+    entry = METHODS[method]()
+
+    def train(model, concept, out, cfg, **kwargs):
+        seen["cfg"] = cfg
+        return [Path(out)]
+
+    monkeypatch.setitem(METHODS, method, lambda: Method(method, entry.config_class, entry.load_config, train))
+    return seen
+
+
+@pytest.mark.parametrize("method", sorted(FLAGS))
+def test_every_config_field_has_a_flag_that_reaches_it(monkeypatch, tmp_path: Path, method: str) -> None:
+    config_class, flags = FLAGS[method]
+    assert set(flags) == {f.name for f in dataclasses.fields(config_class)}
+    seen = _capture(monkeypatch, method)
+    args = ["train", method, "--model", "toy", "--concept", "toy_striped", "--out", str(tmp_path / "o")]
+    for flag_args, _ in flags.values():
+        args += flag_args
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    for name, (_, value) in flags.items():
+        assert getattr(seen["cfg"], name) == value, name
+        assert value != getattr(config_class(), name), name  # the flag changed something
+
+
+@pytest.mark.parametrize("method", ["esd", "uce", "sld"])
+def test_no_flag_leaves_the_defaults(monkeypatch, tmp_path: Path, method: str) -> None:
+    config_class, _ = FLAGS[method]
+    seen = _capture(monkeypatch, method)
+    result = CliRunner().invoke(app, ["train", method, "--model", "toy", "--concept", "toy_striped", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    assert seen["cfg"] == config_class()
+
+
+def test_flags_override_a_preset_only_when_given(monkeypatch, tmp_path: Path) -> None:
+    from t2i_unlearn.methods.esd_config import load_config
+
+    preset = load_config("toy")
+    seen = _capture(monkeypatch, "esd")
+    base = ["train", "esd", "--model", "toy", "--concept", "toy_striped", "--out", str(tmp_path / "o"), "--config", "toy"]
+    assert CliRunner().invoke(app, base).exit_code == 0
+    assert seen["cfg"] == preset and preset.iterations != ESDConfig().iterations
+    assert CliRunner().invoke(app, [*base, "--iterations", "3"]).exit_code == 0
+    assert seen["cfg"] == dataclasses.replace(preset, iterations=3)
+
+
+def test_duo_preset_and_flags(monkeypatch, tmp_path: Path) -> None:
+    """``train duo --config toy --beta 7``: the preset's values, but beta 7."""
+    from t2i_unlearn.methods import duo
+    from t2i_unlearn.methods.duo_config import load_config
+
+    seen = {}
+    monkeypatch.setattr(duo, "train_duo_concept", lambda model, data, out, cfg, **kw: seen.setdefault("cfg", cfg) and [])
+    args = ["train", "duo", "--model", "toy", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--config", "toy", "--beta", "7"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert seen["cfg"] == load_config("toy", {"beta": 7.0}) and seen["cfg"].rank == load_config("toy").rank != 32
