@@ -128,11 +128,12 @@ def test_timestep_schedule_is_the_papers():
 
 
 def test_unlearndiff_settings_are_checked():
-    from t2i_unlearn.attacks.base import config_from
-    from t2i_unlearn.attacks.unlearndiff import UnlearnDiffConfig
+    from t2i_unlearn.attacks.configs import UnlearnDiffConfig, config_from
 
     assert config_from(UnlearnDiffConfig, {"discretise": "argmax", "order": "random"}).order == "random"
-    for bad in ({"discretise": "round"}, {"order": "sideways"}, {"steps_per_timestep": "0"}, {"check_every": "-1"}):
+    assert config_from(UnlearnDiffConfig, {"check_every": "3"}).check_every == 3
+    assert config_from(UnlearnDiffConfig, {}).check_every is None  # unset: judge after each timestep's block
+    for bad in ({"discretise": "round"}, {"order": "sideways"}, {"steps_per_timestep": "0"}, {"check_every": "-1"}, {"check_every": "0"}):
         with pytest.raises(UserError, match="UnlearnDiffConfig"):
             config_from(UnlearnDiffConfig, bad)
 

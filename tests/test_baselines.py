@@ -250,8 +250,15 @@ def test_configs_from_presets_files_and_overrides(tmp_path: Path):
 
 def test_existing_output_needs_overwrite(quick_world: Path, tmp_path: Path):
     out = sld.train_sld(str(quick_world), "toy_striped", tmp_path / "s")
-    with pytest.raises(UserError, match="already holds a result"):
-        sld.train_sld(str(quick_world), "toy_striped", out)
+    made = (out / "manifest.json").stat().st_mtime_ns
+    assert sld.train_sld(str(quick_world), "toy_striped", out) == out  # the same result again: reused as it is
+    assert (out / "manifest.json").stat().st_mtime_ns == made
+    with pytest.raises(UserError, match="made with other settings; use an empty folder or --overwrite"):
+        sld.train_sld(str(quick_world), "toy_striped", out, sld.SLDConfig(preset="MAX"))
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="is not an SLD result; use an empty folder or --overwrite"):
+        sld.train_sld(str(quick_world), "toy_striped", tmp_path / "foreign")
     sld.train_sld(str(quick_world), "toy_striped", out, sld.SLDConfig(preset="MAX"), overwrite=True)
     assert json.loads((out / edits.SLD_FILE).read_text())["preset"] == "MAX"
 
@@ -267,7 +274,7 @@ def test_cli_train_and_bad_input(quick_world: Path, tmp_path: Path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: empty\njudge: {name: none}\n")
     _one_line_error(run_cli("train", "esd", "--model", str(quick_world), "--concept", str(bad), "--out", str(tmp_path / "e")), "needs prompts")
-    _one_line_error(run_cli("train", "uce", "--model", str(quick_world), "--concept", "toy_striped", "--out", str(tmp_path / "u")), "--overwrite")
+    _one_line_error(run_cli("train", "uce", "--model", str(quick_world), "--concept", C, "--out", str(tmp_path / "u"), "--lamb", "0.5"), "--overwrite")
     _one_line_error(run_cli("train", "esd", "--model", str(quick_world), "--concept", C, "--out", str(tmp_path / "e"), "--config", "nope"), "preset")
     _one_line_error(run_cli("train", "sld", "--model", str(quick_world), "--concept", C, "--out", str(tmp_path / "s2"), "--preset", "huge"), "preset")
     assert not (tmp_path / "e").exists()

@@ -24,6 +24,12 @@ def test_generate_one_image_and_a_grid(quick_world: Path, tmp_path: Path):
     r = run_cli("generate", "--model", str(quick_world), "--prompt", "a striped red circle", "--seed", "3", "--steps", "3", "--out", str(one))
     assert r.returncode == 0, r.stderr
     assert Image.open(one).size == (32, 32)
+    made = one.read_bytes()
+    r = run_cli("generate", "--model", str(quick_world), "--prompt", "a striped red circle", "--seed", "3", "--steps", "3", "--out", str(one))
+    assert r.returncode == 0 and "already holds this image" in r.stdout and one.read_bytes() == made, r.stderr  # the same image: reused
+    r = run_cli("generate", "--model", str(quick_world), "--prompt", "a striped red circle", "--seed", "4", "--steps", "3", "--out", str(one))
+    _one_line_error(r, "already exists (an image made with other settings); use another file name or --overwrite")
+    assert one.read_bytes() == made
     grid = tmp_path / "grid.png"
     r = run_cli("generate", "--model", str(quick_world / "pipeline"), "-p", "a blue square", "-p", "a red wedge", "-n", "3", "--steps", "2", "--out", str(grid))
     assert r.returncode == 0, r.stderr

@@ -124,6 +124,7 @@ def test_duo_preset_and_flags(monkeypatch, tmp_path: Path) -> None:
 
     seen = {}
     monkeypatch.setattr(duo, "train_duo_concept", lambda model, data, out, cfg, **kw: seen.setdefault("cfg", cfg) and [])
+    (tmp_path / "metadata.jsonl").write_text("")  # --data must look like a pair folder (checked before training)
     args = ["train", "duo", "--model", "toy", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--config", "toy", "--beta", "7"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output

@@ -47,7 +47,7 @@ def test_help_of_every_command_and_argument_errors_import_nothing_heavy(tmp_path
     """``--help`` of each command in the tree, then errors about names, settings and paths, all in one process: none loads torch & co."""
     missing = str(tmp_path / "missing")
     errors = [
-        (["train", "duo", "--model", "toy", "--data", missing, "--out", missing + "_out"], f"--data {missing} does not exist"),
+        (["train", "duo", "--model", "toy", "--data", missing, "--out", missing + "_out"], f"pair data folder {missing} does not exist"),
         (["train", "duo", "--model", "toy", "--data", str(tmp_path), "--out", missing + "_out", "--beta", "-1"], "beta must be positive"),
         (["train", "esd", "--model", "toy", "--concept", missing + ".yaml", "--out", missing + "_out"], f"concept file {missing}.yaml does not exist"),
         (["train", "uce", "--model", "toy", "--concept", "toy_striped", "--out", missing, "--config", "nope"], "no UCE config file or preset 'nope'"),

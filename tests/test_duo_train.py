@@ -90,10 +90,13 @@ def test_continue_equals_uninterrupted(trained: Path, quick_world: Path, pairs: 
 
 
 def test_resume_guards(trained: Path, quick_world: Path, pairs: Path) -> None:
-    with pytest.raises(UserError, match=r"already holds a DUO run"):
-        train_duo(str(quick_world), pairs, trained, _cfg())
-    with pytest.raises(UserError, match=r"settings differ.*beta"):
+    made = (trained / "pytorch_lora_weights.safetensors").stat().st_mtime_ns
+    assert train_duo(str(quick_world), pairs, trained, _cfg()) == trained  # the same finished run: reused, not retrained
+    assert (trained / "pytorch_lora_weights.safetensors").stat().st_mtime_ns == made
+    with pytest.raises(UserError, match=r"settings differ.*beta.*--overwrite"):
         train_duo(str(quick_world), pairs, trained, _cfg(beta=100.0), resume=True)
+    with pytest.raises(UserError, match=r"settings differ.*rank.*--overwrite"):
+        train_duo(str(quick_world), pairs, trained, _cfg(rank=2))
 
 
 def test_kill9_then_resume(trained: Path, quick_world: Path, pairs: Path, tmp_path: Path) -> None:

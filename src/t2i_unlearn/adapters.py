@@ -144,6 +144,7 @@ def export_pipeline(
     out: str | Path,
     weights: Sequence[float] | None = None,
     single_file: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Path]:
     """Fuse ``loras`` (with ``weights``, default 1 each) into ``model`` and write ``out/pipeline`` (+ ``out/model.safetensors``).
 
@@ -151,29 +152,48 @@ def export_pipeline(
     for SD 1.x, SDXL and SD3 (see :mod:`t2i_unlearn.single_file`); for a model whose layout we
     do not write (SD 2.x, the SDXL refiner) a warning says so and only the pipeline folder is written. Everything is
     written under a temporary name and renamed, so an interrupted export leaves nothing that looks complete.
+    ``out`` follows the output rule of :func:`~t2i_unlearn.utils.io.claim_output` (an export of the same
+    inputs is redone and replaced; anything else non-empty is refused unless ``overwrite``).
     """
     from t2i_unlearn.models import load_pipeline, pipeline_family
     from t2i_unlearn.single_file import single_file_problem, single_file_state, write_single_file
-    from t2i_unlearn.utils.io import atomic_directory
+    from t2i_unlearn.utils.io import atomic_write_json, claim_output, make_manifest, manifest_recogniser
+    from t2i_unlearn.utils.validate import check_model_arg, check_paths_exist
 
     if not loras:
         raise UserError("export needs at least one --lora")
+    check_model_arg(model)
+    check_paths_exist(list(loras), "LoRA")
+    if weights and len(weights) != len(loras):
+        raise UserError(f"{len(loras)} LoRAs but {len(weights)} LoRA weights")
+    for path in loras:
+        if (Path(path) / "sld_config.json").exists():
+            raise UserError(f"{path} is an SLD result: settings applied while sampling, no weights to fuse; export takes LoRAs and ESD deltas")
+    request = {
+        "model": model,
+        "lora": [str(Path(p).expanduser().resolve()) for p in loras],
+        "weights": list(weights) if weights else None,
+        "single_file": single_file,
+    }
+    claim = claim_output(out, "an export", manifest_recogniser("export", request, "an export", same="partial"), overwrite)
     pipe = load_pipeline(model, lora=list(loras), lora_weights=weights)
     family = pipeline_family(pipe)
     names = [n for names in pipe.get_list_adapters().values() for n in names]
     pipe.fuse_lora(lora_scale=1.0, adapter_names=sorted(set(names)))
     pipe.unload_lora_weights()
-    out = Path(out)
+    out = claim.path
     written: dict[str, Path] = {}
-    with atomic_directory(out / "pipeline") as tmp:
-        pipe.save_pretrained(tmp, safe_serialization=True)
-    written["pipeline"] = out / "pipeline"
-    if single_file:
-        problem = single_file_problem(pipe, family)
-        if problem:
-            logger.warning("no single-file checkpoint (%s); wrote the pipeline directory only", problem)
-        else:
-            written["single_file"] = write_single_file(single_file_state(pipe, family), out / "model.safetensors")
+    with claim.staged() as tmp:
+        pipe.save_pretrained(tmp / "pipeline", safe_serialization=True)
+        written["pipeline"] = out / "pipeline"
+        if single_file:
+            problem = single_file_problem(pipe, family)
+            if problem:
+                logger.warning("no single-file checkpoint (%s); wrote the pipeline directory only", problem)
+            else:
+                write_single_file(single_file_state(pipe, family), tmp / "model.safetensors")
+                written["single_file"] = out / "model.safetensors"
+        atomic_write_json(tmp / "manifest.json", make_manifest("t2i-unlearn export", request, artifact="export", request=request))
     return written
 
 

@@ -38,9 +38,9 @@ def resolve_model(model: str) -> str:
         if not path.is_dir() or not (path / "model_index.json").exists():
             raise UserError(f"{model} is not a diffusers pipeline directory (no model_index.json)")
         return str(path)
-    if model.count("/") == 1 and not model.startswith((".", "/", "~")):
-        return model  # a hub id: the only case in which loading may reach the network
-    raise UserError(f"model {model!r} is neither an existing directory nor a hub id (owner/name)")
+    from t2i_unlearn.utils.validate import check_model_arg
+
+    return check_model_arg(model)  # a hub id (the only case in which loading may reach the network), or UserError
 
 
 def pipeline_family(pipe: Any) -> str:

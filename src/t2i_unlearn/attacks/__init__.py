@@ -7,24 +7,28 @@ Each entry gives the attack's config dataclass (paper defaults, every field docu
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
+from t2i_unlearn.attacks.check import AttackPlan, check_attack
+from t2i_unlearn.attacks.configs import AttackBudget, attack_config
 from t2i_unlearn.attacks.registry import ATTACKS, Attack, get_attack
 
 if TYPE_CHECKING:
-    from t2i_unlearn.attacks.base import AttackBudget, AttackContext, AttackResult
+    from t2i_unlearn.attacks.base import AttackContext, AttackResult
     from t2i_unlearn.attacks.runner import run_attack
-
-# attacks.base and attacks.runner import torch: loaded on first use, so that checking an attack's name stays cheap
-_BASE, _RUNNER = "t2i_unlearn.attacks.base", "t2i_unlearn.attacks.runner"
-_LAZY = {"AttackBudget": _BASE, "AttackContext": _BASE, "AttackResult": _BASE, "run_attack": _RUNNER}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 't2i_unlearn.attacks' has no attribute {name!r}")
+    # The torch-using parts load on first use, so that checking settings stays light.
+    if name in ("AttackContext", "AttackResult"):
+        from t2i_unlearn.attacks import base
+
+        return getattr(base, name)
+    if name == "run_attack":
+        from t2i_unlearn.attacks.runner import run_attack
+
+        return run_attack
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["ATTACKS", "Attack", "AttackBudget", "AttackContext", "AttackResult", "get_attack", "run_attack"]
+__all__ = ["ATTACKS", "Attack", "AttackBudget", "AttackContext", "AttackPlan", "AttackResult", "attack_config", "check_attack", "get_attack", "run_attack"]

@@ -14,7 +14,6 @@ rate (ASR) on the attacked model with the concept's judge, and write one folder:
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -25,33 +24,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from t2i_unlearn.errors import UserError
+from t2i_unlearn.attacks.configs import AttackBudget
 
 logger = logging.getLogger(__name__)
 
 ATTACK_SET_FILE = "attack_set.json"
 EMBEDDINGS_FILE = "embeddings.safetensors"
-
-
-@dataclass(frozen=True)
-class AttackBudget:
-    """Caps on one attack run; ``None`` leaves a cap to the attack's config.
-
-    ``iterations``: optimisation steps of each search (GA generations, textual-inversion steps, token
-    updates per prompt). ``queries``: model evaluations in the whole run (text-encoder calls for
-    Ring-A-Bell, UNet calls and judge checks for the others). ``time_s``: wall-clock seconds of the
-    whole search (the final success-rate measurement is not counted).
-    """
-
-    iterations: int | None = None
-    queries: int | None = None
-    time_s: float | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("iterations", "queries", "time_s"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise UserError(f"budget {name.replace('_s', '')} must be positive, got {value}")
 
 
 class BudgetTracker:
@@ -246,35 +224,6 @@ def measure_success(ctx: AttackContext, result: AttackResult, images_per_prompt:
         "judge": ctx.judge.info(),
         "sampling": {"steps": g.steps, "guidance": g.guidance},
     }
-
-
-def config_from(config_class: type, overrides: dict[str, Any] | None) -> Any:
-    """``config_class(**overrides)`` with one-line errors for unknown keys and bad values (strings from the CLI are converted)."""
-    fields = {f.name: f for f in dataclasses.fields(config_class)}
-    values: dict[str, Any] = {}
-    for key, value in (overrides or {}).items():
-        if value is None:
-            continue
-        if key not in fields:
-            raise UserError(f"unknown setting {key!r} for {config_class.__name__}; known: {', '.join(fields)}")
-        default = fields[key].default
-        if isinstance(value, str) and not isinstance(default, str) and default is not None and default is not dataclasses.MISSING:
-            try:
-                if isinstance(default, bool):
-                    value = value.lower() in ("1", "true", "yes", "on")
-                elif isinstance(default, int):
-                    value = int(value)
-                elif isinstance(default, float):
-                    value = float(value)
-                elif isinstance(default, list | tuple):
-                    value = [v.strip() for v in value.split("|") if v.strip()]
-            except ValueError:
-                raise UserError(f"setting {key} must be a {type(default).__name__}, got {value!r}") from None
-        values[key] = value
-    try:
-        return config_class(**values)
-    except (TypeError, ValueError) as exc:
-        raise UserError(f"bad {config_class.__name__} settings: {exc}") from exc
 
 
 AttackFn = Callable[[AttackContext, Any], AttackResult]

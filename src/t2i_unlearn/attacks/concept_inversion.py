@@ -14,30 +14,15 @@ prompt templates; the embedding is saved in diffusers' textual-inversion format
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 
 import torch
 
 from t2i_unlearn.attacks.base import AttackContext, AttackResult, add_noise, concept_images, denoising_target, encode_images, iterations_for, predict_noise
+from t2i_unlearn.attacks.configs import ConceptInversionConfig
 from t2i_unlearn.attacks.text import encode_embeds, prompt_ids, sequence_ids, token_embedding_matrix
 from t2i_unlearn.errors import UserError
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class ConceptInversionConfig:
-    """Concept Inversion settings (paper values where it gives them)."""
-
-    token: str = "<concept>"  # the new token; must not be in the tokenizer's vocabulary
-    init_word: str = "object"  # its embedding starts as this word's (first token's) embedding
-    num_images: int = 25  # concept images drawn by the base model (paper: about 25)
-    steps: int = 3000  # optimisation steps (paper: a few thousand); the budget's iterations override it
-    lr: float = 5e-3  # Adam learning rate (paper: 5e-3)
-    batch_size: int = 4  # images per step (paper: 4)
-    train_templates: list[str] = field(default_factory=lambda: ["a photo of {}", "a picture of {}", "an image of {}", "a drawing of {}", "{}"])
-    attack_templates: list[str] = field(default_factory=lambda: ["a photo of {}", "a picture of {}", "an image of {}", "a drawing of {}", "{}"])
-    images_per_template: int = 2  # attack prompts per template (each with its own seed)
 
 
 def template_ids(tokenizer: object, template: str, placeholder: int = -1) -> torch.Tensor:

@@ -15,28 +15,14 @@ unsafe prompt is used (P4D-N ignores the source text).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 
 import torch
 
 from t2i_unlearn.attacks.base import AttackContext, AttackResult, concept_images, encode_images, iterations_for, predict_noise
+from t2i_unlearn.attacks.configs import P4DConfig
 from t2i_unlearn.attacks.text import concept_words, decode, encode_embeds, encode_prompts, searchable_vocab, sequence_ids, token_embedding_matrix
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class P4DConfig:
-    """P4D-N settings (paper values where noted; others are ours)."""
-
-    num_tokens: int = 16  # N optimised tokens (paper: 16 for P4D-N)
-    lr: float = 0.1  # AdamW learning rate on the soft embeddings (paper: 0.1, as PEZ)
-    weight_decay: float = 0.1  # AdamW weight decay (paper: 0.1, as PEZ)
-    iterations: int = 3000  # steps per prompt (paper: 3000, unverified); the budget's iterations override it
-    batch_size: int = 1  # noise draws per step
-    check_every: int = 50  # judge the hard prompt every this many steps; stop early when it fires
-    ban_concept_words: bool = True  # leave words naming the concept out of the vocabulary (ours)
-    banned_words: list[str] = field(default_factory=list)
 
 
 def nearest_tokens(soft: torch.Tensor, vocab_table: torch.Tensor) -> torch.Tensor:

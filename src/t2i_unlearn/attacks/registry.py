@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from t2i_unlearn.attacks.configs import CONFIGS
 from t2i_unlearn.errors import UserError
 
 if TYPE_CHECKING:
@@ -26,25 +27,26 @@ class Attack:
 def _ring_a_bell() -> Attack:
     from t2i_unlearn.attacks import ring_a_bell as m
 
-    return Attack("ring_a_bell", m.RingABellConfig, m.run, False, "black-box: genetic search for hard prompts near prompt + eta * concept direction")
+    return Attack("ring_a_bell", CONFIGS["ring_a_bell"], m.run, False, "black-box: genetic search for hard prompts near prompt + eta * concept direction")
 
 
 def _concept_inversion() -> Attack:
     from t2i_unlearn.attacks import concept_inversion as m
 
-    return Attack("concept_inversion", m.ConceptInversionConfig, m.run, True, "white-box: textual inversion of a new token on base-model concept images")
+    return Attack("concept_inversion", CONFIGS["concept_inversion"], m.run, True, "white-box: textual inversion of a new token on base-model concept images")
 
 
 def _unlearndiff() -> Attack:
     from t2i_unlearn.attacks import unlearndiff as m
 
-    return Attack("unlearndiff", m.UnlearnDiffConfig, m.run, True, "white-box: k prefix tokens as relaxed one-hot so the model denoises like a concept image")
+    what = "white-box: k prefix tokens as relaxed one-hot so the model denoises like a concept image"
+    return Attack("unlearndiff", CONFIGS["unlearndiff"], m.run, True, what)
 
 
 def _p4d() -> Attack:
     from t2i_unlearn.attacks import p4d as m
 
-    return Attack("p4d", m.P4DConfig, m.run, True, "white-box: hard tokens whose noise prediction matches the base model's on the unsafe prompt")
+    return Attack("p4d", CONFIGS["p4d"], m.run, True, "white-box: hard tokens whose noise prediction matches the base model's on the unsafe prompt")
 
 
 # Entries are built lazily so that importing the registry stays cheap.

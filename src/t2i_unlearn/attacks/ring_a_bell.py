@@ -16,30 +16,14 @@ search by default, as a word-level blocklist would remove them.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 
 import torch
 
 from t2i_unlearn.attacks.base import AttackContext, AttackResult, iterations_for
+from t2i_unlearn.attacks.configs import RingABellConfig
 from t2i_unlearn.attacks.text import concept_words, decode, encode_prompts, searchable_vocab, sequence_ids
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class RingABellConfig:
-    """Ring-A-Bell settings; defaults are the paper's nudity settings unless noted."""
-
-    eta: float = 3.0  # strength of the concept direction (paper: ~3 nudity, 5-5.5 violence)
-    num_tokens: int = 16  # K, tokens per hard prompt (paper: 16, 38 or 77)
-    population: int = 200  # GA population size (paper: 200)
-    generations: int = 3000  # GA generations per source prompt (paper: 3000); the budget's iterations override it
-    mutation_rate: float = 0.25  # chance that each token of a child is replaced by a random one (paper: 0.25)
-    crossover_rate: float = 0.5  # chance that a child is a crossover of two parents rather than a copy (paper: 0.5)
-    elite: int = 10  # best individuals copied unchanged to the next generation (ours)
-    ban_concept_words: bool = True  # leave the words that name the concept out of the search vocabulary (ours)
-    banned_words: list[str] = field(default_factory=list)  # more words to leave out
-    batch_size: int = 200  # prompts per text-encoder call
 
 
 def concept_direction(pipe: object, unsafe: list[str], safe: list[str]) -> torch.Tensor:

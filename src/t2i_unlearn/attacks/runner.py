@@ -20,9 +20,9 @@ from t2i_unlearn.attacks.base import (
     AttackBudget,
     AttackContext,
     BudgetTracker,
-    config_from,
     measure_success,
 )
+from t2i_unlearn.attacks.check import check_attack
 from t2i_unlearn.attacks.registry import get_attack
 from t2i_unlearn.attacks.text import require_text_encoder
 from t2i_unlearn.errors import UserError
@@ -45,37 +45,31 @@ def run_attack(
     device: str = "cpu",
     progress: bool = False,
     command: str = "python API",
+    overwrite: bool = False,
 ) -> Path:
     """Run attack ``name`` against ``model`` (+ ``lora``) for ``concept`` and write the attack-set folder ``out``.
 
     ``prompts`` are the source prompts to start from (default: the concept's safe prompts, which never
     name it). ``settings`` override the attack's config fields. Returns ``out/attack_set.json``.
+    Every input is checked first (:func:`~t2i_unlearn.attacks.check_attack`); ``out`` follows the
+    output rule: an attack set made with the same request is reused, anything else non-empty is
+    refused unless ``overwrite``; the folder appears only when the set is complete.
     Raises :class:`UserError` for a bad concept, a zero budget, or a model without a text encoder.
     """
     from safetensors.torch import save_file
 
-    from t2i_unlearn.concepts import ConceptSpec, load_concept
     from t2i_unlearn.evaluation.prompts import write_attack_set
     from t2i_unlearn.judges import build_judge
     from t2i_unlearn.models import load_pipeline
-    from t2i_unlearn.utils.io import atomic_directory, atomic_write_json, ensure_writable_dir, make_manifest
+    from t2i_unlearn.utils.io import DONE, atomic_write_json, make_manifest
 
-    attack = get_attack(name)
     budget = budget or AttackBudget()
-    if images_per_prompt < 1:
-        raise UserError("images per prompt must be at least 1")
-    cfg = config_from(attack.config_class, settings)
-    spec = concept if isinstance(concept, ConceptSpec) else load_concept(concept)
-    if spec.sub_concepts:
-        first = next(iter(spec.sub_concepts))
-        raise UserError(f"concept {spec.name} has sub-concepts ({', '.join(spec.sub_concepts)}); attack one of them, e.g. {spec.name}/{first}")
-    if not spec.prompts or spec.judge is None:
-        raise UserError(f"concept {spec.name} has no prompts (or no judge); an attack needs both")
-    sources = list(prompts) if prompts else [p.safe for p in spec.prompts]
-    if any(not s.strip() for s in sources):
-        raise UserError("source prompts must not be empty")
-    out = Path(out)
-    ensure_writable_dir(out.parent if str(out.parent) else Path("."))
+    plan = check_attack(name, model, concept, out, lora, budget, seed, settings, prompts, images_per_prompt, base_model, overwrite)
+    out = plan.claim.path
+    if plan.claim.status == DONE:
+        logger.info("%s already holds this attack set; reusing it", out)
+        return out / ATTACK_SET_FILE
+    attack, cfg, spec, sources = get_attack(name), plan.config, plan.concept, plan.sources
     loras = list(lora or [])
     torch.manual_seed(seed)
     pipe = load_pipeline(model, lora=loras or None, device=device)
@@ -91,8 +85,8 @@ def run_attack(
     if not result.prompts:
         raise UserError(f"{name} produced no prompts within the budget {dataclasses.asdict(budget)}; raise it")
     success = measure_success(ctx, result, images_per_prompt)
-    settings_out = {**dataclasses.asdict(cfg), "budget": dataclasses.asdict(budget), "seed": seed, "images_per_prompt": images_per_prompt}
-    with atomic_directory(out) as tmp:
+    settings_out = plan.request["settings"]
+    with plan.claim.staged() as tmp:
         fields: dict[str, Any] = {"attack": attack.name, "concept": spec.name, "target_model": model, "target_lora": loras, "settings": settings_out}
         if result.embeddings:
             save_file({k: v.detach().cpu().contiguous().reshape(1, -1) for k, v in result.embeddings.items()}, str(tmp / EMBEDDINGS_FILE))
@@ -108,6 +102,8 @@ def run_attack(
             success=success,
             source_prompts=sources,
             info=result.info,
+            artifact="attack_set",
+            request=plan.request,
         )
         atomic_write_json(tmp / "manifest.json", manifest)
     logger.info("attack %s: ASR %.3f, used %s", name, success["success_rate"], used)

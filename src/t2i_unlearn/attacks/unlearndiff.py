@@ -17,46 +17,16 @@ the judge sees the concept. The attack prompt is that text.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 
 import torch
 
 from t2i_unlearn.attacks.base import AttackContext, AttackResult, concept_images, denoising_target, encode_images, iterations_for, predict_noise
+from t2i_unlearn.attacks.configs import UNLEARNDIFF_DISCRETISE, UNLEARNDIFF_ORDERS, UnlearnDiffConfig
 from t2i_unlearn.attacks.text import concept_words, decode, encode_embeds, prompt_ids, searchable_vocab, sequence_ids, token_embedding_matrix
 
 logger = logging.getLogger(__name__)
 
-DISCRETISE = ("sample", "argmax")
-ORDERS = ("ascending", "descending", "random")
-
-
-@dataclass
-class UnlearnDiffConfig:
-    """UnlearnDiffAtk settings (paper values unless noted; the paper's code is the reference for the schedule)."""
-
-    num_tokens: int = 5  # k prefix tokens (paper: 5)
-    lr: float = 0.01  # Adam learning rate on the relaxed one-hot (paper: 0.01)
-    weight_decay: float = 0.1  # Adam's L2 term on theta (paper's config: 0.1)
-    timesteps: int = 50  # n timesteps of the schedule, t_i = T/2n + i*T/n (paper: 50)
-    steps_per_timestep: int = 40  # Adam steps at each timestep (paper: 40)
-    order: str = "ascending"  # order the timesteps are visited in (paper: ascending); or descending, random
-    iterations: int = 2000  # steps per prompt in all (paper: up to 50 x 40); the budget's iterations override it
-    discretise: str = "sample"  # forward pass token: drawn from theta (paper) or its argmax (ours, earlier versions)
-    batch_size: int = 1  # noise draws per step (paper: 1)
-    check_every: int = 0  # judge the argmax prompt every this many steps; 0: after each timestep's block (paper)
-    ban_concept_words: bool = True  # leave words naming the concept out of the vocabulary (ours)
-    banned_words: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        if self.discretise not in DISCRETISE:
-            raise ValueError(f"discretise must be one of {', '.join(DISCRETISE)}, got {self.discretise!r}")
-        if self.order not in ORDERS:
-            raise ValueError(f"order must be one of {', '.join(ORDERS)}, got {self.order!r}")
-        for name in ("num_tokens", "timesteps", "steps_per_timestep", "iterations", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        if self.check_every < 0:
-            raise ValueError("check_every must be 0 (after each timestep) or positive")
+DISCRETISE, ORDERS = UNLEARNDIFF_DISCRETISE, UNLEARNDIFF_ORDERS
 
 
 def project_simplex(v: torch.Tensor) -> torch.Tensor:

@@ -41,30 +41,27 @@ def attack_cmd(
     images_per_prompt: Annotated[int, typer.Option(help="Images per attack prompt when measuring the success rate.")] = 1,
     seed: Annotated[int, typer.Option(help="Seed of the search and of the attack prompts' images.")] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps ...")] = "cpu",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace what --out holds (another attack set, or any folder).")] = False,
 ) -> None:
     """Search adversarial prompts that bring the concept back; write a replayable attack set."""
-    from t2i_unlearn.attacks import get_attack
-
-    get_attack(name)
-    from t2i_unlearn.attacks import AttackBudget, run_attack
+    from t2i_unlearn.attacks import AttackBudget, check_attack
 
     budget = AttackBudget(iterations=iterations, queries=queries, time_s=time)
-    path = run_attack(
-        name,
-        model,
-        concept,
-        out,
-        lora=lora,
-        budget=budget,
-        seed=seed,
-        settings=_parse_settings(setting),
-        prompts=prompt,
-        images_per_prompt=images_per_prompt,
-        base_model=base_model,
-        device=device,
-        progress=True,
-        command=f"t2i-unlearn attack {name}",
-    )
+    request = {
+        "lora": lora,
+        "budget": budget,
+        "seed": seed,
+        "settings": _parse_settings(setting),
+        "prompts": prompt,
+        "images_per_prompt": images_per_prompt,
+        "base_model": base_model,
+        "overwrite": overwrite,
+    }
+    check_attack(name, model, concept, out, **request)  # every input, before torch is imported
+
+    from t2i_unlearn.attacks import run_attack
+
+    path = run_attack(name, model, concept, out, device=device, progress=True, command=f"t2i-unlearn attack {name}", **request)
     import json
 
     manifest = json.loads((path.parent / "manifest.json").read_text())

@@ -32,9 +32,11 @@ def _run(
     """Check the settings and the concept (light), then train (imports torch)."""
     from t2i_unlearn.concepts import load_concept
     from t2i_unlearn.methods.config import load_method_config
+    from t2i_unlearn.utils.validate import check_model_arg
 
     cfg = load_method_config(config_class, name, config, overrides)
     spec = load_concept(concept)
+    check_model_arg(model)
     from t2i_unlearn.methods import get_method
 
     outs = get_method(name).train(model, spec, out, cfg, overwrite=overwrite, device=device, progress=True, command=f"t2i-unlearn train {name}")
@@ -49,7 +51,7 @@ def esd_cmd(
     concept: Annotated[str, typer.Option(help=_CONCEPT)],
     out: Annotated[Path, typer.Option(help="Output folder (LoRA for xattn/selfattn, weight delta otherwise; card and manifest).")],
     config: Annotated[str | None, typer.Option(help="ESD config YAML or preset (toy, nudity).")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing result in --out.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace what --out holds (another result, or any folder).")] = False,
     device: Annotated[str | None, typer.Option(help="cpu to force CPU (default: GPU when available).")] = None,
     *,
     overrides: dict[str, Any],
@@ -64,7 +66,7 @@ def uce_cmd(
     concept: Annotated[str, typer.Option(help=_CONCEPT)],
     out: Annotated[Path, typer.Option(help="Output folder (exact LoRA on attn2.to_k/to_v; card and manifest).")],
     config: Annotated[str | None, typer.Option(help="UCE config YAML or preset (toy).")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing result in --out.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace what --out holds (another result, or any folder).")] = False,
     device: Annotated[str | None, typer.Option(help="cpu to force CPU (default: GPU when available).")] = None,
     *,
     overrides: dict[str, Any],
@@ -79,7 +81,7 @@ def sld_cmd(
     concept: Annotated[str, typer.Option(help=_CONCEPT)],
     out: Annotated[Path, typer.Option(help="Output folder (sld_config.json, card and manifest).")],
     config: Annotated[str | None, typer.Option(help="SLD config YAML or preset (toy).")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing result in --out.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace what --out holds (another result, or any folder).")] = False,
     *,
     overrides: dict[str, Any],
 ) -> None:

@@ -41,18 +41,28 @@ def data_pairs(
     batch_size: Annotated[int, typer.Option(help="Pairs made, judged and written per round (each image is drawn by a pipeline call of its own).")] = 8,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1 ...")] = "cpu",
     dtype: Annotated[str, typer.Option(help="fp32, fp16 or bf16 (GPU).")] = "fp32",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace what --out holds (other pairs, or any folder) and start over.")] = False,
 ) -> None:
     """Make (unsafe, safe) image pairs: txt2img + judge, then SDEdit + judge. Resumable: run it again to continue."""
     from t2i_unlearn.concepts import load_concept
-    from t2i_unlearn.data.pairs import generate_pairs
+    from t2i_unlearn.data.pairs import check_pairs_request, generate_pairs
+    from t2i_unlearn.utils.io import claim_output
 
     if dtype not in _DTYPES:
         raise UserError(f"--dtype must be one of {', '.join(_DTYPES)}")
     spec = load_concept(concept)
     leaves = spec.leaves()
+    targets = {name: out / name.split("/", 1)[1] if len(leaves) > 1 else out for name in leaves}
+    if len(leaves) > 1:  # the parent folder holds only the sub-concepts' pair folders
+        subs = {t.name for t in targets.values()}
+        claim_output(out, "pair data", lambda p: ("partial", "") if all(c.name in subs for c in p.iterdir()) else ("other", "holds no pair data"), overwrite)
+    for name, leaf in leaves.items():  # every check before the first model is loaded
+        check_pairs_request(model, leaf, targets[name], num_pairs, seed, batch_size, overwrite)
     for name, leaf in leaves.items():
-        target = out / name.split("/", 1)[1] if len(leaves) > 1 else out
-        stats = generate_pairs(model, leaf, target, num_pairs=num_pairs, seed=seed, device=device, dtype=_dtype(dtype), batch_size=batch_size, progress=True)
+        target = targets[name]
+        stats = generate_pairs(
+            model, leaf, target, num_pairs=num_pairs, seed=seed, device=device, dtype=_dtype(dtype), batch_size=batch_size, progress=True, overwrite=overwrite
+        )
         rates = ""
         if "unsafe_acceptance" in stats:
             rates = (
@@ -70,16 +80,21 @@ def train_duo_cmd(
     data: Annotated[Path, typer.Option(help="Pair folder from 'data pairs' (or a folder of sub-concept pair folders).")],
     out: Annotated[Path, typer.Option(help="Output folder of the LoRA (one subfolder per sub-concept).")],
     config: Annotated[str | None, typer.Option(help="DUO config YAML or preset (nudity, violence, sd3, toy).")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from the latest checkpoint in --out.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start over in an --out that holds a run.")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the latest checkpoint in --out (a rerun of the same command does so anyway).")
+    ] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start over in an --out that holds a run (or anything else).")] = False,
     device: Annotated[str | None, typer.Option(help="cpu to force CPU (default: GPU when available).")] = None,
     *,
     overrides: dict[str, Any],
 ) -> None:
     """Train DUO LoRA(s) on pair data."""
+    from t2i_unlearn.data import pair_folders
+    from t2i_unlearn.utils.validate import check_model_arg
+
     cfg = load_config(config, overrides)
-    if not data.exists():
-        raise UserError(f"--data {data} does not exist")
+    check_model_arg(model)
+    pair_folders(data)  # a file, a missing folder or an unfinished 'data pairs' run: one line, before torch is imported
     from t2i_unlearn.methods import get_method
 
     outs = get_method("duo").train(model, data, out, cfg, resume=resume, overwrite=overwrite, device=device, progress=True)
@@ -95,12 +110,11 @@ def export_cmd(
     out: Annotated[Path, typer.Option(help="Output folder: pipeline/ and model.safetensors (SD 1.x, SDXL, SD3).")],
     lora_weight: Annotated[list[float] | None, typer.Option(help="Weight per LoRA (default 1).")] = None,
     single_file: Annotated[bool, typer.Option("--single-file/--no-single-file", help="Also write a single-file checkpoint for A1111/ComfyUI.")] = True,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace what --out holds (another export, or any folder).")] = False,
 ) -> None:
     """Fuse LoRA(s) into the base model: a full diffusers pipeline folder plus a single-file checkpoint."""
     from t2i_unlearn.adapters import export_pipeline
-    from t2i_unlearn.utils.io import ensure_writable_dir
 
-    ensure_writable_dir(out)
-    written = export_pipeline(model, lora, out, weights=lora_weight, single_file=single_file)
+    written = export_pipeline(model, lora, out, weights=lora_weight, single_file=single_file, overwrite=overwrite)
     for kind, path in written.items():
         typer.echo(f"wrote {kind}: {path}")

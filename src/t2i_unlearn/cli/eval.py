@@ -45,6 +45,7 @@ def eval_cmd(
     judge_option: Annotated[list[str] | None, typer.Option(help="KEY=VALUE judge option (q16: clip_model=DIR, embeddings=FILE).")] = None,
     label: Annotated[str | None, typer.Option(help="Name in reports (default: the method in the adapter's manifest, else its folder's name).")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1 ...")] = "cpu",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace what --out holds (another run, or any folder).")] = False,
 ) -> None:
     """Evaluate a model (and its unlearning LoRA against the base model) on a suite; write results.json and the report."""
     from t2i_unlearn.evaluation import evaluate
@@ -66,6 +67,7 @@ def eval_cmd(
         judge_options=_pairs(judge_option, "--judge-option") or None,
         label=label,
         progress=True,
+        overwrite=overwrite,
     )
     if results.get("role") == "worker":
         return
@@ -82,9 +84,10 @@ def report_compare(
     runs: Annotated[list[Path], typer.Argument(help="Run folders written by 'eval'.")],
     out: Annotated[Path, typer.Option(help="Folder for compare.html, compare.md and compare.png.")] = Path("compare"),
     label: Annotated[list[str] | None, typer.Option(help="Name per run (repeat, in order).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace what --out holds (another comparison, or any folder).")] = False,
 ) -> None:
     """Put several evaluation runs in one table and one DSR-vs-prior-preservation plot."""
     from t2i_unlearn.report import compare_runs
 
-    path = compare_runs([str(r) for r in runs], out, labels=label)
+    path = compare_runs([str(r) for r in runs], out, labels=label, overwrite=overwrite)
     typer.echo(f"wrote {path}")

@@ -2,7 +2,7 @@
 
 Usage::
 
-    t2i-unlearn toy build [--preset quick|full] [--out W] [--seed S] [--rebuild]
+    t2i-unlearn toy build [--preset quick|full] [--out W] [--seed S] [--overwrite]
     t2i-unlearn toy show [--preset P] [--out D]
     t2i-unlearn demo [--out D] [--preset P]
 """
@@ -25,22 +25,19 @@ def toy_build(
     preset: Annotated[str, typer.Option(help="quick (tests, <= 3 min) or full (the bench, <= 40 min).")] = "full",
     out: Annotated[Path | None, typer.Option(help="World directory (default: the user cache directory).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the whole build.")] = 0,
-    rebuild: Annotated[bool, typer.Option("--rebuild", help="Delete an existing world there and build again.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace what --out holds (another world, or any folder) and build again.")] = False,
+    rebuild: Annotated[bool, typer.Option("--rebuild", hidden=True, help="Old name of --overwrite that only ever deletes a toy world.")] = False,
 ) -> None:
     """Build the toy world (or resume an interrupted build), then print its quality table."""
-    import shutil
-
-    from t2i_unlearn.toy.build import build_world, get_preset
+    from t2i_unlearn.toy.build import build_world, get_preset, is_world_folder
     from t2i_unlearn.toy.quality import format_quality
     from t2i_unlearn.toy.world import default_world_dir
 
     get_preset(preset)
     target = out or default_world_dir(preset, seed)
-    if rebuild and target.exists():
-        if not (target / "manifest.json").exists() and not (target / ".build").exists():
-            raise UserError(f"{target} does not look like a toy world; refusing to delete it")
-        shutil.rmtree(target)
-    world = build_world(target, preset=preset, seed=seed, progress=True)
+    if rebuild and not overwrite and target.is_dir() and any(target.iterdir()) and not is_world_folder(target):
+        raise UserError(f"{target} is not a toy world; use an empty folder or --overwrite")
+    world = build_world(target, preset=preset, seed=seed, progress=True, overwrite=overwrite or rebuild)
     table = json.loads((world / "quality.json").read_text())
     typer.echo(format_quality(table))
     typer.echo(f"world: {world}\nquality table: {world / 'quality.json'}")

@@ -111,6 +111,42 @@ def _read_image(path: Path) -> np.ndarray:
         raise UserError(f"image {path} is unreadable ({type(exc).__name__})") from exc
 
 
+def check_pairs_finished(root: Path) -> None:
+    """:class:`UserError` if ``root`` is a ``data pairs`` folder whose run has not finished (no ``manifest.json`` yet).
+
+    ``data pairs`` removes the manifest while it works and writes it last; folders written by other
+    tools (no ``.pairs/settings.json``) are taken as they are.
+    """
+    if (root / RECORDS / "settings.json").is_file() and not (root / "manifest.json").is_file():
+        done = len(list((root / RECORDS).glob("[0-9]*.json")))
+        raise UserError(
+            f"pair data {root} is unfinished ({done} pairs, no manifest.json: its 't2i-unlearn data pairs' run stopped); "
+            "run the same 'data pairs' command again to finish it"
+        )
+
+
+def pair_folders(data: str | Path) -> list[Path]:
+    """The pair folders in ``data``: ``[data]`` for one pair folder, else its sub-concept pair folders.
+
+    Checks, without reading an image, that each exists, is a folder and is finished; raises
+    :class:`UserError` (one line) otherwise. Cheap: the CLI calls it before loading a model.
+    """
+    root = Path(data).expanduser()
+    if root.is_file():
+        raise UserError(f"pair data {root} is a file, not a folder; pass the folder 't2i-unlearn data pairs' wrote")
+    if not root.is_dir():
+        raise UserError(f"pair data folder {root} does not exist")
+    if (root / METADATA).exists() or (root / RECORDS).exists():
+        folders = [root]
+    else:
+        folders = sorted(p for p in root.iterdir() if p.is_dir() and ((p / METADATA).exists() or (p / RECORDS).exists()))
+        if not folders:
+            raise UserError(f"{root} has no {METADATA}; make pair data with 't2i-unlearn data pairs'")
+    for folder in folders:
+        check_pairs_finished(folder)
+    return folders
+
+
 def load_pairs(root: str | Path) -> PairData:
     """Read a pair folder; :class:`UserError` (one line) for a missing metadata file, a pair missing an image,
     unreadable images, or images of different sizes (within a pair or across pairs)."""
@@ -118,8 +154,11 @@ def load_pairs(root: str | Path) -> PairData:
 
     root = Path(root).expanduser()
     meta = root / METADATA
+    if root.is_file():
+        raise UserError(f"pair data {root} is a file, not a folder; pass the folder 't2i-unlearn data pairs' wrote")
     if not root.is_dir():
         raise UserError(f"pair data folder {root} does not exist")
+    check_pairs_finished(root)
     if not meta.is_file():
         raise UserError(f"{root} has no {METADATA}; make pair data with 't2i-unlearn data pairs'")
     pairs: dict[int, dict[str, dict[str, Any]]] = {}

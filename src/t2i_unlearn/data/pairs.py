@@ -32,7 +32,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from t2i_unlearn.concepts import ConceptSpec, PromptPair
-from t2i_unlearn.data import PRESERVE, RECORDS, write_metadata
+from t2i_unlearn.data import PRESERVE, RECORDS, ROLES, write_metadata
 from t2i_unlearn.errors import UserError
 from t2i_unlearn.judges import Judge
 
@@ -263,35 +263,98 @@ def generate_pairs(
     batch_size: int = 8,
     progress: bool = False,
     command: str = "t2i-unlearn data pairs",
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Make (or finish making) the pair folder ``out`` for one concept; returns the run's statistics.
 
-    ``concept`` must be a leaf spec (no sub-concepts). An existing ``out`` made with other settings
-    is refused (:class:`UserError`); one made with the same settings is resumed. The statistics
+    ``concept`` must be a leaf spec (no sub-concepts). ``out`` follows the output rule of
+    :func:`~t2i_unlearn.utils.io.claim_output`: a folder made with the same settings is resumed
+    (pairs whose images were deleted are drawn again), anything else non-empty is refused unless
+    ``overwrite``. While pairs are missing the folder has no ``manifest.json``. The statistics
     (also in ``manifest.json``) give pairs made and failed and the judge's acceptance rates.
     """
-    import torch
+    claim, plan, settings = check_pairs_request(model, concept, out, num_pairs, seed, batch_size, overwrite)
+    with claim.in_place() as out:
+        return _generate(model, concept, out, plan, settings, seed, device, dtype, batch_size, progress, command)
 
-    from t2i_unlearn.judges import build_judge
-    from t2i_unlearn.models import load_pipeline, resolve_model
-    from t2i_unlearn.utils.io import atomic_write_json, ensure_writable_dir, make_manifest
 
+def check_pairs_request(
+    model: str, concept: ConceptSpec, out: str | Path, num_pairs: int | None = None, seed: int = 0, batch_size: int = 8, overwrite: bool = False
+) -> tuple[Any, list[PromptPair], dict[str, Any]]:
+    """Check a ``data pairs`` request without loading anything; returns ``(output claim, prompt plan, settings)``.
+
+    :class:`UserError` (one line) for a bad model argument, a composite concept, counts below 1, or an
+    ``out`` that the output rule refuses (:func:`~t2i_unlearn.utils.io.claim_output`).
+    """
+    from t2i_unlearn.utils.io import claim_output
+    from t2i_unlearn.utils.validate import check_model_arg
+
+    check_model_arg(model)
     if concept.sub_concepts:
         raise UserError(f"concept {concept.name} has sub-concepts ({', '.join(concept.sub_concepts)}); make pairs for each one")
     if batch_size < 1:
         raise UserError("--batch-size must be at least 1")
+    if num_pairs is not None and num_pairs < 1:
+        raise UserError("--num-pairs must be at least 1")
     plan = concept.prompt_plan(num_pairs)
-    out = ensure_writable_dir(out)
     settings = _settings(concept, model, len(plan), seed)
-    settings_path = out / RECORDS / "settings.json"
-    if settings_path.exists():
-        if json.loads(settings_path.read_text()) != json.loads(json.dumps(settings)):
-            raise UserError(f"{out} holds pairs made with other settings; choose another --out or delete it")
-    elif any(out.iterdir()):
-        raise UserError(f"{out} is not empty and holds no pair data; choose an empty or new --out")
-    else:
-        atomic_write_json(settings_path, settings)
+    claim = claim_output(out, "pair data", pair_folder_recogniser(settings), overwrite)
+    return claim, plan, settings
 
+
+def pair_folder_recogniser(settings: dict[str, Any]) -> Any:
+    """What an existing, non-empty ``--out`` of ``data pairs`` holds: these pairs (finished or not), or something else."""
+    wanted = json.loads(json.dumps(settings))
+
+    def recognise(path: Path) -> tuple[str, str]:
+        settings_path = path / RECORDS / "settings.json"
+        if not settings_path.exists():
+            return "other", "holds no pair data"
+        try:
+            saved = json.loads(settings_path.read_text())
+        except ValueError:
+            return "other", f"holds pair data whose {RECORDS}/settings.json is unreadable"
+        if saved != wanted:
+            return "other", "holds pairs made with other settings"
+        return "partial", ""  # finished or not: the run checks every pair and makes what is missing
+
+    return recognise
+
+
+def _missing_images(out: Path, records: list[Path], files: Any) -> list[Path]:
+    """The records among ``records`` whose image files (``files(record_path)``) are not all there."""
+    return [r for r in records if not all((out / f).is_file() for f in files(r))]
+
+
+def _generate(
+    model: str,
+    concept: ConceptSpec,
+    out: Path,
+    plan: list[PromptPair],
+    settings: dict[str, Any],
+    seed: int,
+    device: str,
+    dtype: Any,
+    batch_size: int,
+    progress: bool,
+    command: str,
+) -> dict[str, Any]:
+    import torch
+
+    from t2i_unlearn.judges import build_judge
+    from t2i_unlearn.models import load_pipeline, resolve_model
+    from t2i_unlearn.utils.io import atomic_write_json, make_manifest
+
+    settings_path = out / RECORDS / "settings.json"
+    previous = json.loads((out / "manifest.json").read_text()).get("runs", []) if (out / "manifest.json").exists() else []
+    # A record whose images were deleted is dropped, so that pair is drawn again (same seeds, same images).
+    pair_records = sorted((out / RECORDS).glob("[0-9]*.json"))
+    keep_records = sorted((out / RECORDS).glob(f"{PRESERVE}-[0-9]*.json"))
+    lost = _missing_images(out, pair_records, lambda r: [f"{role}/{r.stem}.png" for role in ROLES])
+    lost += _missing_images(out, keep_records, lambda r: [f"{PRESERVE}/{r.stem.split('-')[1]}.png"])
+    for record in lost:
+        logger.warning("%s: an image of %s is missing; drawing it again", out, record.stem)
+        record.unlink()
     done = {int(p.stem) for p in (out / RECORDS).glob("[0-9]*.json")}
     todo = [(k, p) for k, p in enumerate(plan) if k not in done]
     kept = {int(p.stem.split("-")[1]) for p in (out / RECORDS).glob(f"{PRESERVE}-[0-9]*.json")}
@@ -303,6 +366,10 @@ def generate_pairs(
         logger.info("%d of %d pairs to make (%d already done)", len(todo), len(plan), len(done))
         pipe = load_pipeline(model, device=device, dtype=dtype or torch.float32)
         maker = _PairMaker(pipe, judge, concept, seed, out)
+        # Written only once the model and judge are loaded, so a run that fails before drawing leaves
+        # nothing; while work is pending the folder has no manifest.json, which marks it unfinished.
+        atomic_write_json(settings_path, settings)
+        (out / "manifest.json").unlink(missing_ok=True)
         bar = tqdm(total=len(plan), initial=len(done), desc=f"pairs {concept.name}", disable=not progress, dynamic_ncols=True)
         for i in range(0, len(todo), batch_size):
             chunk = todo[i : i + batch_size]
@@ -322,7 +389,6 @@ def generate_pairs(
     if stats["pairs"] == 0:
         raise UserError(f"no pair passed the judge within {concept.max_attempts} attempts; check the concept's prompts and judge")
     write_metadata(out)
-    previous = json.loads((out / "manifest.json").read_text()).get("runs", []) if (out / "manifest.json").exists() else []
     manifest = make_manifest(
         command,
         settings,
@@ -331,6 +397,7 @@ def generate_pairs(
         sampler=maker.sampler if maker is not None else _sampler_name(model),
         runs=[*previous, stats],
         pairs=stats["pairs"],
+        artifact="pair_data",
     )
     atomic_write_json(out / "manifest.json", manifest)
     return stats

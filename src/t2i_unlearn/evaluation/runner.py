@@ -434,36 +434,57 @@ def evaluate(
     label: str | None = None,
     report: bool = True,
     progress: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Evaluate ``model`` (+ ``lora``) on ``suite``; write ``results.json`` and the report to ``out``.
 
     Returns the results dict (also on non-main processes of a multi-process launch, where nothing
-    is written). Raises :class:`UserError` for bad suites, prompt files, judges and image sizes.
+    is written). ``out`` follows the output rule of :func:`~t2i_unlearn.utils.io.claim_output`: a run
+    folder with the same request is redone from the image cache and replaced, anything else non-empty
+    is refused unless ``overwrite``; the folder appears only once the results are complete.
+    Raises :class:`UserError` for bad suites, prompt files, judges and image sizes.
     """
     from t2i_unlearn.judges import build_judge
-    from t2i_unlearn.utils.io import atomic_write_json, ensure_writable_dir, make_manifest
+    from t2i_unlearn.utils.io import atomic_write_json, claim_output, make_manifest, manifest_recogniser
+    from t2i_unlearn.utils.validate import check_model_arg, check_paths_exist
 
     started = time.time()
     if limit is not None and limit < 1:
         raise UserError("--limit must be at least 1")
     if steps is not None and steps < 1:
         raise UserError("--steps must be at least 1")
+    if batch_size is not None and batch_size < 1:
+        raise UserError("--batch-size must be at least 1")
+    if clip_model is not None:
+        check_model_arg(clip_model, "--clip-model")
     spec = _apply_overrides(load_suite(suite), steps, batch_size, clip_model, judge_options)
     lora = list(lora or [])
     weights = list(lora_weights) if lora_weights else [1.0] * len(lora)
     if len(weights) != len(lora):
         raise UserError(f"{len(lora)} LoRAs but {len(weights)} LoRA weights")
-    out = ensure_writable_dir(out)
-    cache = ImageCache(cache_dir or default_cache_dir())
+    check_model_arg(model)
+    check_paths_exist(lora, "LoRA")
+    check_paths_exist(attacks, "attack set")
     sets = load_sets(spec, prompt_files, attacks, limit)
+    request = {
+        "model": model,
+        "lora": [str(Path(p).expanduser().resolve()) for p in lora],
+        "lora_weights": weights,
+        "suite": spec.model_dump(mode="json"),
+        "prompt_files": prompt_files or {},
+        "attacks": [str(Path(a).expanduser().resolve()) for a in attacks or []],
+        "limit": limit,
+    }
+    # The same request again is a resumption: images come from the cache, results are computed anew
+    # (the model or LoRA files may have changed) and replace the old ones only once complete.
+    claim = claim_output(out, "an evaluation run", manifest_recogniser("eval_run", request, "an evaluation run", same="partial"), overwrite)
+    cache = ImageCache(cache_dir or default_cache_dir())
     jobs = make_jobs(spec, sets)
     judge = build_judge(spec.judge, model)
 
     model_fp = model_fingerprint(model, cache.root)
     adapters = []
     for path in lora:
-        if not Path(path).exists():
-            raise UserError(f"LoRA {path} does not exist")
         adapters.append({"path": str(path), "sha256": fingerprint(path, cache.root)})
     variants = [Variant("unlearned" if lora else "model", model, lora, weights, {"model": model_fp, "adapters": adapters})]
     if lora:
@@ -510,7 +531,8 @@ def evaluate(
         "attacks": attacks or [],
         "seed_rule": "a prompt file's own seed (+ repeat index), else suite.seed + image index within the set",
     }
-    manifest = make_manifest("eval", settings, inputs={"model": model_fp["sha256"], **{a["path"]: a["sha256"] for a in adapters}}, cache=str(cache.root))
+    inputs = {"model": model_fp["sha256"], **{a["path"]: a["sha256"] for a in adapters}}
+    manifest = make_manifest("eval", settings, inputs=inputs, cache=str(cache.root), artifact="eval_run", request=request)
     results = {
         "format": RESULTS_FORMAT,
         "version": 1,
@@ -526,9 +548,11 @@ def evaluate(
         "manifest": manifest,
         "run": {"generated_images": generated, "processes": world, "seconds": round(time.time() - started, 1), "image_size": _image_size(images)},
     }
-    atomic_write_json(out / "results.json", results)
-    if report:
-        from t2i_unlearn.report import write_report
+    with claim.staged() as tmp:
+        atomic_write_json(tmp / "results.json", results)
+        atomic_write_json(tmp / "manifest.json", manifest)
+        if report:
+            from t2i_unlearn.report import write_report
 
-        write_report(results, images, out)
+            write_report(results, images, tmp)
     return results

@@ -491,21 +491,28 @@ def _same_run(saved: dict[str, Any], config: DUOConfig) -> str | None:
     return None
 
 
-def _starting_point(out: Path, config: DUOConfig, resume: bool, overwrite: bool, main: bool, accelerator: Any) -> tuple[int, Path | None, bool]:
+def _starting_point(out: Path, config: DUOConfig, resume: bool, overwrite: bool, main: bool, accelerator: Any, data_hash: str) -> tuple[int, Path | None, bool]:
     """``(start step, checkpoint to resume from or None, already finished)`` for the output folder ``out``.
 
-    Refuses (:class:`UserError`) a folder holding a run unless ``resume`` (same settings) or
-    ``overwrite`` (its run is deleted) is given.
+    The output rule (:func:`~t2i_unlearn.utils.io.claim_output`): the same run, finished, is reused; the
+    same run, stopped, continues from its latest checkpoint (also without ``resume``); anything else in a
+    non-empty ``out`` is refused unless ``overwrite`` (then it is deleted).
     """
     from t2i_unlearn import adapters
-    from t2i_unlearn.utils.io import ensure_writable_dir
+    from t2i_unlearn.utils.io import DONE, claim_output, ensure_writable_dir
 
     start_step, checkpoint = 0, None
+    claim = claim_output(out, "a DUO run", _duo_recogniser(config, data_hash), overwrite)
+    if claim.status == DONE:
+        return config.max_steps, None, True
+    accelerator.wait_for_everyone()
     if main:
+        if claim.status == "replace":
+            shutil.rmtree(out) if out.is_dir() else out.unlink()
         ensure_writable_dir(out)
     accelerator.wait_for_everyone()
     existing = _checkpoints(out) if out.exists() else []
-    if resume:
+    if resume or existing:  # the same run, stopped: continue from its latest checkpoint
         if not existing:
             raise UserError(f"--resume: no checkpoint in {out / 'checkpoints'}")
         checkpoint = existing[-1]
@@ -518,9 +525,7 @@ def _starting_point(out: Path, config: DUOConfig, resume: bool, overwrite: bool,
             raise UserError(f"--resume: the latest checkpoint is at step {start_step}, past --max-steps {config.max_steps}")
         if start_step >= config.max_steps and (out / adapters.LORA_FILE).exists():
             return start_step, checkpoint, True
-    elif (existing or (out / adapters.LORA_FILE).exists()) and not overwrite:
-        raise UserError(f"{out} already holds a DUO run; pass --resume to continue it or --overwrite to start over")
-    elif overwrite and main:
+    elif main:  # a run stopped before its first checkpoint: start it over
         for name in ("checkpoints", "logs.jsonl", "tensorboard", adapters.LORA_FILE):
             p = out / name
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
@@ -610,6 +615,40 @@ def _setup_optimizer(net: Any, config: DUOConfig, checkpoint: Path | None, accel
     return params, net_p, optimizer
 
 
+def _duo_recogniser(config: DUOConfig, data_hash: str) -> Any:
+    """What an existing, non-empty ``--out`` of ``train duo`` holds: this run (finished or stopped), or something else."""
+    from t2i_unlearn.adapters import LORA_FILE
+    from t2i_unlearn.utils.io import DONE, OTHER, PARTIAL
+
+    bookkeeping = {"checkpoints", "logs.jsonl", "tensorboard", "duo_config.json", "wandb"}
+
+    def recognise(path: Path) -> tuple[str, str]:
+        checkpoints = _checkpoints(path)
+        if not checkpoints:
+            if (path / LORA_FILE).exists() or (path / "manifest.json").exists():
+                return OTHER, "already holds a DUO run (or another LoRA) without checkpoints"
+            if all(p.name in bookkeeping for p in path.iterdir()):
+                return PARTIAL, ""  # stopped before its first checkpoint
+            return OTHER, "is not a DUO run"
+        try:
+            saved = json.loads((checkpoints[-1] / "state.json").read_text())
+            why = _same_run(saved["config"], config)
+            step = int(saved["step"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return OTHER, f"holds a DUO run whose latest checkpoint {checkpoints[-1].name} is unreadable"
+        if why:
+            return OTHER, f"holds a DUO run whose settings differ ({why})"
+        try:
+            manifest = json.loads((path / "manifest.json").read_text())
+        except (OSError, ValueError):
+            return PARTIAL, ""  # stopped: continue it
+        if manifest.get("inputs", {}).get("data") != data_hash:
+            return OTHER, "holds a DUO run trained on other pair data"
+        return (DONE, "") if step == config.max_steps and (path / LORA_FILE).exists() else (PARTIAL, "")
+
+    return recognise
+
+
 def train_duo(
     model: str,
     data: str | Path,
@@ -624,9 +663,11 @@ def train_duo(
     """Train one DUO LoRA on the pair folder ``data``; write it to ``out``; return ``out``.
 
     ``out`` receives ``pytorch_lora_weights.safetensors`` (diffusers format), ``README.md`` (model
-    card), ``manifest.json``, ``duo_config.json``, ``logs.jsonl`` and ``checkpoints/``. With
-    ``resume`` the latest checkpoint in ``out`` is continued (same settings required, except
-    ``max_steps`` and the bookkeeping fields). Under ``accelerate launch`` the global batch is split
+    card), ``manifest.json``, ``duo_config.json``, ``logs.jsonl`` and ``checkpoints/``. ``out``
+    follows the output rule of :func:`~t2i_unlearn.utils.io.claim_output`: the same run, finished,
+    is reused; stopped, it is continued from its latest checkpoint (same settings required, except
+    ``max_steps`` and the bookkeeping fields; ``resume`` insists on a checkpoint); anything else is
+    refused unless ``overwrite``. Under ``accelerate launch`` the global batch is split
     over the processes. A non-finite loss stops training with :class:`UserError`, keeping the last
     good checkpoint. With ``preserve_weight > 0`` and a pair folder without preserve images, the
     preservation term is left out: a warning, and ``preserve_weight_used: 0`` in the settings written
@@ -654,9 +695,9 @@ def train_duo(
     main = accelerator.is_main_process
 
     # ---- set-up: output folder (or the checkpoint to resume), model, data, optimiser ----
-    start_step, checkpoint, finished = _starting_point(out, config, resume, overwrite, main, accelerator)
+    start_step, checkpoint, finished = _starting_point(out, config, resume, overwrite, main, accelerator, pairs.data_hash)
     if finished:
-        logger.info("already trained to step %d", start_step)
+        logger.info("%s already holds this DUO run (step %d); reusing it", out, start_step)
         return out
     dev = accelerator.device
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(mixed, torch.float32)
@@ -750,11 +791,11 @@ def train_duo(
 def train_duo_concept(model: str, data: str | Path, out: str | Path, config: DUOConfig | None = None, **kwargs: Any) -> list[Path]:
     """Train one LoRA per sub-concept when ``data`` holds one pair folder per sub-concept (``data/<sub>/metadata.jsonl``),
     else one LoRA. Returns the LoRA directories (``out/<sub>`` for sub-concepts)."""
-    from t2i_unlearn.data import METADATA
+    from t2i_unlearn.data import pair_folders
 
     data = Path(data)
-    subs = sorted(p.parent for p in data.glob(f"*/{METADATA}")) if not (data / METADATA).exists() else []
-    if not subs:
+    subs = pair_folders(data)  # one line for a file, a missing folder or an unfinished 'data pairs' run
+    if subs == [data.expanduser()]:
         return [train_duo(model, data, out, config, **kwargs)]
     return [train_duo(model, sub, Path(out) / sub.name, dataclasses.replace(config or DUOConfig()), **kwargs) for sub in subs]
 

@@ -158,6 +158,15 @@ class DUOConfig:
             (self.keep_checkpoints >= 1, "keep_checkpoints must be at least 1"),
             (self.effective_lr > 0, "the learning rate must be positive"),
             (self.preserve_weight >= 0, "preserve_weight must not be negative"),
+            (self.alpha > 0, "alpha must be positive"),
+            (0 <= self.adam_beta1 < 1 and 0 <= self.adam_beta2 < 1, "adam_beta1 and adam_beta2 must be in [0, 1)"),
+            (self.adam_epsilon > 0, "adam_epsilon must be positive"),
+            (self.weight_decay >= 0, "weight_decay must not be negative"),
+            (self.max_grad_norm > 0, "max_grad_norm must be positive"),
+            (self.effective_lambda >= 0, "the prior weight must not be negative"),
+            (self.prior_timestep is None or self.prior_timestep >= 0, "prior_timestep must not be negative"),
+            (not self.target_modules or all(m.strip() for m in self.target_modules), "target modules must not be empty names"),
+            (set(self.report_to) <= {"jsonl", "tensorboard", "wandb"}, "report_to takes jsonl, tensorboard and wandb"),
         ]
         for ok, message in checks:
             if not ok:

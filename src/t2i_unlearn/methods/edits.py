@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from t2i_unlearn.errors import UserError
-from t2i_unlearn.utils.io import replace_dir, temp_dir_beside
+from t2i_unlearn.utils.io import OutputClaim, replace_dir, temp_dir_beside
 
 logger = logging.getLogger(__name__)
 
@@ -69,17 +69,24 @@ def dedupe(items: Sequence[str]) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 
 
-def prepare_out(out: str | Path, overwrite: bool, method: str) -> Path:
-    """Check that ``out`` may be written: an existing result needs ``overwrite``."""
-    from t2i_unlearn.utils.io import ensure_writable_dir
+def prepare_out(out: str | Path, overwrite: bool, method: str, request: dict[str, Any] | None = None) -> OutputClaim:
+    """Claim ``out`` under the output rule (:func:`~t2i_unlearn.utils.io.claim_output`).
 
-    out = Path(out).expanduser()
-    if out.exists() and any((out / f).exists() for f in (LORA_FILE, DELTA_FILE, SLD_FILE, "manifest.json")) and not overwrite:
-        raise UserError(f"{out} already holds a result; pass --overwrite to replace it")
-    if out.exists() and not out.is_dir():
-        raise UserError(f"output {out} is a file, not a folder")
-    ensure_writable_dir(out.parent if str(out.parent) else Path("."))
-    return out
+    ``request`` (model, concept, settings) identifies the result: a folder holding the same result is
+    ``done`` (reuse it); another result or a foreign folder needs ``overwrite``.
+    """
+    from t2i_unlearn.utils.io import OTHER, claim_output, manifest_recogniser
+
+    noun = {"esd": "an ESD result", "sld": "an SLD result"}.get(method, f"a {method.upper()} result")
+    same = manifest_recogniser(f"{method}_result", request or {}, noun)
+
+    def recognise(path: Path) -> tuple[str, str]:
+        status, why = same(path)
+        if status == OTHER and any((path / f).exists() for f in (LORA_FILE, DELTA_FILE, SLD_FILE, "manifest.json")):
+            return OTHER, "already holds a result" if "other settings" not in why else why
+        return status, why
+
+    return claim_output(out, noun, recognise, overwrite)
 
 
 def weight_deltas(network: torch.nn.Module, base: dict[str, torch.Tensor], atol: float = 0.0) -> dict[str, torch.Tensor]:

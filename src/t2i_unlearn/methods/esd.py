@@ -127,7 +127,12 @@ def train_esd(
     config.validate()
     spec = concept if hasattr(concept, "leaves") else load_concept(concept)
     prompts = list(config.prompts) if config.prompts else edits.dedupe([u for u, _ in edits.concept_prompt_pairs(spec)])
-    out = edits.prepare_out(out, overwrite, "esd")
+    request = {"model": model, "concept": spec.model_dump(mode="json"), "settings": config.to_dict()}
+    claim = edits.prepare_out(out, overwrite, "esd", request)
+    out = claim.path
+    if claim.status == "done":
+        logger.info("%s already holds this ESD result; reusing it", out)
+        return out
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
     pipe = load_pipeline(model, device=dev, dtype=torch.float32)
@@ -199,7 +204,9 @@ def train_esd(
             saved["kind"],
             {k: v for k, v in settings.items() if k != "output"} | {"output": saved["kind"]},
         )
-        manifest = make_manifest(command, settings, inputs={"model": resolve_model(model)}, concept=spec_info, output=saved)
+        manifest = make_manifest(
+            command, settings, inputs={"model": resolve_model(model)}, concept=spec_info, output=saved, artifact="esd_result", request=request
+        )
         atomic_write_json(tmp / "manifest.json", manifest)
     except BaseException:
         import shutil

@@ -6,6 +6,7 @@ The CLI derives the flags of ``train esd`` from these fields. Nothing here impor
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,9 @@ class ESDConfig:
             (self.prompts is None or len(self.prompts) > 0, "prompts must not be empty (leave it out to use the concept's)"),
             (self.lora_max_rank is None or self.lora_max_rank >= 1, "lora_max_rank must be at least 1"),
             (self.log_every >= 1, "log_every must be at least 1"),
+            (math.isfinite(self.negative_guidance), "negative_guidance must be a finite number"),
+            (self.sample_guidance >= 0, "sample_guidance must not be negative"),
+            (all(v is None or v >= 8 for v in (self.height, self.width)), "height and width must be at least 8 pixels"),
         ]
         for ok, message in checks:
             if not ok:

@@ -60,7 +60,12 @@ def train_sld(
     config = config or SLDConfig()
     config.validate()
     spec = concept if hasattr(concept, "leaves") else load_concept(concept)
-    out = edits.prepare_out(out, overwrite, "sld")
+    request = {"model": model, "concept": spec.model_dump(mode="json"), "settings": config.to_dict()}
+    claim = edits.prepare_out(out, overwrite, "sld", request)
+    out = claim.path
+    if claim.status == "done":
+        logger.info("%s already holds this SLD result; reusing it", out)
+        return out
     pipe = load_pipeline(model, device="cpu")
     family = pipeline_family(pipe)
     if family != "sd":
@@ -84,7 +89,9 @@ def train_sld(
             "sld",
             {**config.to_dict(), **body["sld"], "safety_concept": body["safety_concept"]},
         )
-        manifest = make_manifest(command, {**config.to_dict(), **body}, inputs={"model": resolve_model(model)}, concept={"name": spec.name})
+        manifest = make_manifest(
+            command, {**config.to_dict(), **body}, inputs={"model": resolve_model(model)}, concept={"name": spec.name}, artifact="sld_result", request=request
+        )
         atomic_write_json(tmp / "manifest.json", manifest)
     except BaseException:
         import shutil

@@ -134,7 +134,12 @@ def train_uce(
     config.validate()
     spec = concept if hasattr(concept, "leaves") else load_concept(concept)
     erase, guides, preserve = resolve_prompts(config, spec)
-    out = edits.prepare_out(out, overwrite, "uce")
+    request = {"model": model, "concept": spec.model_dump(mode="json"), "settings": config.to_dict()}
+    claim = edits.prepare_out(out, overwrite, "uce", request)
+    out = claim.path
+    if claim.status == "done":
+        logger.info("%s already holds this UCE result; reusing it", out)
+        return out
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     pipe = load_pipeline(model, device=dev, dtype=torch.float32)
     family = pipeline_family(pipe)
@@ -186,7 +191,9 @@ def train_uce(
             {k: v for k, v in settings.items() if k != "output"} | {"output": saved["kind"]},
         )
         concept_info = {"name": spec.name, "description": spec.description}
-        manifest = make_manifest(command, settings, inputs={"model": resolve_model(model)}, concept=concept_info, output=saved)
+        manifest = make_manifest(
+            command, settings, inputs={"model": resolve_model(model)}, concept=concept_info, output=saved, artifact="uce_result", request=request
+        )
         atomic_write_json(tmp / "manifest.json", manifest)
     except BaseException:
         import shutil

@@ -227,14 +227,28 @@ def load_results(run: str | Path) -> dict[str, Any]:
     return data
 
 
-def compare_runs(runs: list[str | Path], out: str | Path, labels: list[str] | None = None) -> Path:
-    """One table and one DSR-vs-preservation plot over several runs; writes ``compare.html``, ``compare.md``, ``compare.png``."""
+def compare_runs(runs: list[str | Path], out: str | Path, labels: list[str] | None = None, overwrite: bool = False) -> Path:
+    """One table and one DSR-vs-preservation plot over several runs; writes ``compare.html``, ``compare.md``, ``compare.png``.
+
+    ``out`` follows the output rule of :func:`~t2i_unlearn.utils.io.claim_output` (a comparison of the
+    same runs is redone and replaced; anything else non-empty is refused unless ``overwrite``).
+    """
+    from t2i_unlearn.utils.io import atomic_write_json, claim_output, make_manifest, manifest_recogniser
+
     if len(runs) < 1:
         raise UserError("report compare needs at least one run folder")
     if labels and len(labels) != len(runs):
         raise UserError(f"{len(runs)} runs but {len(labels)} labels")
-    out = ensure_writable_dir(out)
     all_results = [load_results(r) for r in runs]
+    request = {"runs": [str(Path(r).expanduser().resolve()) for r in runs], "labels": labels}
+    claim = claim_output(out, "a comparison", manifest_recogniser("comparison", request, "a comparison", same="partial"), overwrite)
+    with claim.staged() as tmp:
+        atomic_write_json(tmp / "manifest.json", make_manifest("t2i-unlearn report compare", request, artifact="comparison", request=request))
+        _write_comparison(runs, all_results, labels, tmp)
+    return claim.path / "compare.html"
+
+
+def _write_comparison(runs: list[str | Path], all_results: list[dict[str, Any]], labels: list[str] | None, out: Path) -> Path:
     labels = labels or [r.get("label") or Path(str(p)).name for r, p in zip(all_results, runs, strict=True)]
     seen: dict[str, int] = {}
     for i, lab in enumerate(labels):  # two runs of one adapter name stay apart

@@ -36,10 +36,13 @@ from t2i_unlearn.toy.render import ATTRIBUTES, JUDGE_VARIANTS, render_dataset, r
 from t2i_unlearn.toy.tokenizer import save_clip_tokenizer
 from t2i_unlearn.toy.world import WORLD_FILES, WORLD_FORMAT, ToyPreset, get_preset, verify_world
 from t2i_unlearn.utils.io import (
+    DONE,
+    OTHER,
+    PARTIAL,
     atomic_directory,
     atomic_torch_save,
     atomic_write_json,
-    ensure_writable_dir,
+    claim_output,
     hash_files,
     make_manifest,
     safe_torch_load,
@@ -390,20 +393,77 @@ class _Builder:
         self._mark("quality")
 
 
-def build_world(out: str | Path, preset: str | ToyPreset = "full", seed: int = 0, progress: bool = True) -> Path:
+def _is_world_manifest(manifest: Any) -> bool:
+    if not isinstance(manifest, dict):
+        return False
+    settings = manifest.get("settings")
+    return manifest.get("artifact") == "toy_world" or (
+        str(manifest.get("command", "")).startswith("t2i-unlearn toy build") and isinstance(settings, dict) and "preset" in settings
+    )
+
+
+def is_world_folder(path: str | Path) -> bool:
+    """Whether ``path`` holds a toy world, finished (its manifest) or interrupted (its build state), whatever its settings."""
+    path = Path(path)
+    if (path / ".build" / "state.json").is_file():
+        return True
+    try:
+        return _is_world_manifest(json.loads((path / "manifest.json").read_text()))
+    except (OSError, ValueError):
+        return False
+
+
+def _world_recogniser(spec: ToyPreset, seed: int) -> Callable[[Path], tuple[str, str]]:
+    """What an existing, non-empty ``--out`` of ``toy build`` holds: this world (done or unfinished), or something else."""
+    settings = json.loads(json.dumps({"preset": asdict(spec), "seed": seed, "format": WORLD_FORMAT}))
+
+    def recognise(path: Path) -> tuple[str, str]:
+        manifest_path = path / "manifest.json"
+        if manifest_path.exists():
+            try:
+                manifest = json.loads(manifest_path.read_text())
+            except ValueError:
+                return OTHER, "is not a toy world (its manifest.json is unreadable)"
+            if not _is_world_manifest(manifest):
+                return OTHER, "is not a toy world"
+            saved = manifest["settings"]
+            if saved.get("preset") != settings["preset"] or saved.get("seed") != seed:
+                return OTHER, "holds a toy world built with other settings"
+            verify_world(path)  # a damaged world is one line naming --overwrite
+            return DONE, ""
+        state_path = path / ".build" / "state.json"
+        if state_path.exists():
+            try:
+                state = json.loads(state_path.read_text())
+            except ValueError:
+                return OTHER, "holds an unfinished toy world build whose state is unreadable"
+            if isinstance(state, dict) and state.get("settings") == settings:
+                return PARTIAL, ""
+            return OTHER, "holds an unfinished toy world build with other settings"
+        return OTHER, "is not a toy world"
+
+    return recognise
+
+
+def build_world(out: str | Path, preset: str | ToyPreset = "full", seed: int = 0, progress: bool = True, overwrite: bool = False) -> Path:
     """Build (or resume building) a toy world in ``out``; returns ``out``.
 
-    ``preset`` is a preset name or a :class:`ToyPreset`. A complete world already in ``out`` with the
-    same settings is returned as it is.
+    ``preset`` is a preset name or a :class:`ToyPreset`. ``out`` follows the output rule of
+    :func:`~t2i_unlearn.utils.io.claim_output`: an empty or absent folder is used, a complete world
+    with the same settings is returned as it is, an interrupted build with the same settings is
+    resumed, and anything else (another world, a folder that is not a world) is refused unless
+    ``overwrite``, which replaces it.
     """
     spec = preset if isinstance(preset, ToyPreset) else get_preset(preset)
-    out = ensure_writable_dir(out)
-    if (out / "manifest.json").exists():
-        info = verify_world(out)
-        if info["settings"]["preset"] == json.loads(json.dumps(asdict(spec))) and info["settings"]["seed"] == seed:
-            logger.info("toy world at %s is complete; reusing it", out)
-            return out
-        raise UserError(f"{out} holds a toy world built with other settings; pass another --out or --rebuild")
+    claim = claim_output(out, "a toy world", _world_recogniser(spec, seed), overwrite)
+    if claim.status == DONE:
+        logger.info("toy world at %s is complete; reusing it", claim.path)
+        return claim.path
+    with claim.in_place() as out:
+        return _build(out, spec, seed, progress)
+
+
+def _build(out: Path, spec: ToyPreset, seed: int, progress: bool) -> Path:
     builder = _Builder(out, spec, seed, progress)
     t0 = time.time()
     for stage in STAGES:
@@ -420,6 +480,7 @@ def build_world(out: str | Path, preset: str | ToyPreset = "full", seed: int = 0
         settings={"preset": asdict(spec), "seed": seed, "format": WORLD_FORMAT},
         stage_seconds=timings,
         files=hash_files(out, WORLD_FILES),
+        artifact="toy_world",
     )
     atomic_write_json(out / "manifest.json", manifest)
     shutil.rmtree(builder.scratch, ignore_errors=True)

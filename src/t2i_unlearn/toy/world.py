@@ -17,6 +17,7 @@ import platformdirs
 from t2i_unlearn.errors import UserError
 
 WORLD_FORMAT = 2  # bump when the layout or the recipe changes, so stale caches are rebuilt
+_REBUILD = "'t2i-unlearn toy build --overwrite'"
 WORLD_FILES = ("pipeline/**/*", "judges/*", "quality.json")  # what a world's manifest hashes
 
 
@@ -71,15 +72,15 @@ def verify_world(world: str | Path) -> dict[str, Any]:
         manifest = json.loads(manifest_path.read_text())
         expected = manifest["files"]
     except (ValueError, KeyError) as exc:
-        raise UserError(f"toy world at {world} is corrupted (unreadable manifest.json); rebuild it with --rebuild") from exc
+        raise UserError(f"toy world at {world} is corrupted (unreadable manifest.json); rebuild it with {_REBUILD}") from exc
     if manifest["settings"].get("format") != WORLD_FORMAT:
-        raise UserError(f"toy world at {world} has format {manifest['settings'].get('format')}, this version needs {WORLD_FORMAT}; rebuild it with --rebuild")
+        raise UserError(f"toy world at {world} has format {manifest['settings'].get('format')}, this version needs {WORLD_FORMAT}; rebuild it with {_REBUILD}")
     actual = hash_files(world, WORLD_FILES)
     for rel, digest in expected.items():
         if rel not in actual:
-            raise UserError(f"toy world at {world} is corrupted ({rel} is missing); rebuild it with --rebuild")
+            raise UserError(f"toy world at {world} is corrupted ({rel} is missing); rebuild it with {_REBUILD}")
         if actual[rel] != digest:
-            raise UserError(f"toy world at {world} is corrupted ({rel} does not match its hash); rebuild it with --rebuild")
+            raise UserError(f"toy world at {world} is corrupted ({rel} does not match its hash); rebuild it with {_REBUILD}")
     return manifest
 
 

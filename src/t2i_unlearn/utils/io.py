@@ -1,7 +1,9 @@
-"""Atomic file writes, hashing and run manifests.
+"""Atomic file writes, hashing, run manifests, and the one rule every command follows for its ``--out``.
 
 Every artifact is written to a temporary name beside its destination and renamed into place, so an
-interrupted job never leaves a file or folder that looks complete.
+interrupted job never leaves a file or folder that looks complete. :func:`claim_output` decides what
+may happen at an output location (the rule is spelled out there and in the README). This module does
+not import torch at module level: the CLI checks outputs before loading anything heavy.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -127,8 +130,16 @@ def temp_dir_beside(final: str | Path) -> Path:
     """A fresh, ordinary (umask-permission) temporary folder next to ``final``, for :func:`replace_dir`."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    _sweep_stale_temps(final)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-{os.getpid()}-", dir=final.parent))
     return ordinary_modes(tmp)  # mkdtemp makes it private; the result is an ordinary folder
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def replace_dir(tmp: str | Path, final: str | Path) -> Path:
@@ -139,7 +150,7 @@ def replace_dir(tmp: str | Path, final: str | Path) -> Path:
         old = final.with_name(f".{final.name}.old-{os.getpid()}")
         os.replace(final, old)
         os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
+        _remove(old)
     else:
         os.replace(tmp, final)
     return final
@@ -231,14 +242,207 @@ def make_manifest(command: str, settings: dict[str, Any], inputs: dict[str, str]
     }
 
 
-def atomic_save_image(path: str | Path, array: Any) -> Path:
-    """Save an ``uint8 [H, W, 3]`` array as PNG/JPEG/WebP (by suffix) atomically."""
+PNG_REQUEST_KEY = "t2i_unlearn.request"
+
+
+def atomic_save_image(path: str | Path, array: Any, request: Any = None) -> Path:
+    """Save an ``uint8 [H, W, 3]`` array as PNG/JPEG/WebP (by suffix) atomically.
+
+    ``request`` (JSON-able: what made the image) is stored in a PNG text chunk, so that the same
+    command finds its own image again (:func:`png_request_recogniser`); other formats do not keep it.
+    """
     import io
 
-    from PIL import Image
+    from PIL import Image, PngImagePlugin
 
     path = Path(path)
     fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}.get(path.suffix.lower(), "PNG")
     buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format=fmt)
+    options: dict[str, Any] = {}
+    if request is not None and fmt == "PNG":
+        info = PngImagePlugin.PngInfo()
+        info.add_text(PNG_REQUEST_KEY, json.dumps(request, sort_keys=True))
+        options["pnginfo"] = info
+    Image.fromarray(array).save(buf, format=fmt, **options)
     return atomic_write_bytes(path, buf.getvalue())
+
+
+def png_request_recogniser(request: Any) -> Recogniser:
+    """A recogniser for single image files: ``done`` when the PNG there was written for the same ``request``."""
+    wanted = json.dumps(json.loads(json.dumps(request)), sort_keys=True)
+
+    def recognise(path: Path) -> tuple[str, str]:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(path) as im:
+                saved = getattr(im, "text", {}).get(PNG_REQUEST_KEY)
+        except (OSError, UnidentifiedImageError, ValueError):
+            saved = None
+        if saved is None:
+            return OTHER, "already exists"
+        return (DONE, "") if saved == wanted else (OTHER, "already exists (an image made with other settings)")
+
+    return recognise
+
+
+# ---- the output rule ---------------------------------------------------------------------------------
+
+# What a recogniser says about an existing, non-empty output location.
+DONE, PARTIAL, OTHER = "done", "partial", "other"
+Recogniser = Callable[[Path], tuple[str, str]]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def _sweep_stale_temps(final: Path) -> None:
+    """Remove ``.NAME.tmp-PID-*`` / ``.NAME.old-PID`` leftovers beside ``final`` whose process is gone (a killed run)."""
+    if not final.parent.is_dir():
+        return
+    for p in final.parent.glob(f".{final.name}.*-*"):
+        kind, _, rest = p.name[len(final.name) + 2 :].partition("-")
+        pid = rest.split("-", 1)[0]
+        if kind in ("tmp", "old") and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            _remove(p)
+
+
+@dataclass
+class OutputClaim:
+    """What :func:`claim_output` decided for an output location.
+
+    ``status`` is ``new`` (absent or empty: write it), ``done`` (it already holds this result, made
+    with the same settings: reuse it), ``partial`` (it holds an unfinished run of this result with
+    the same settings: resume it) or ``replace`` (``--overwrite`` over something else).
+    """
+
+    path: Path
+    status: str
+    existed: bool
+
+    @contextlib.contextmanager
+    def staged(self) -> Iterator[Path]:
+        """A temporary folder beside the output, renamed onto it only when the block succeeds.
+
+        On failure it is removed and the output location is left exactly as it was.
+        """
+        with atomic_directory(self.path) as tmp:
+            yield tmp
+
+    @contextlib.contextmanager
+    def in_place(self) -> Iterator[Path]:
+        """The output folder itself, for resumable work whose completion marker is written last.
+
+        ``replace`` clears the old content first (resumable work cannot be staged beside). If the block
+        fails while the folder this run created is still empty, the folder is removed again, so a
+        failed run leaves no empty folder behind.
+        """
+        if self.status == "replace" and self.path.exists():
+            old = self.path.with_name(f".{self.path.name}.old-{os.getpid()}")
+            os.replace(self.path, old)
+            _remove(old)
+        existing = self.path
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            yield self.path
+        except BaseException:
+            # remove the folders this run created (the output and any parents), as long as they are empty
+            folder = self.path
+            while folder != existing and folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+                folder = folder.parent
+            raise
+
+
+def manifest_recogniser(artifact: str, request: Any, noun: str, same: str = DONE) -> Recogniser:
+    """A recogniser for outputs whose ``manifest.json`` (written last) carries ``artifact`` and ``request``.
+
+    ``request`` is what identifies the result (the settings and inputs asked for); it is compared as
+    JSON. A match is ``same``: ``done`` (reuse it) or ``partial`` for results that are cheap to redo
+    and whose inputs may have changed under the same names (an evaluation, an export): redo them and
+    replace the old result once the new one is complete.
+    """
+    wanted = json.loads(json.dumps(request))
+
+    def recognise(path: Path) -> tuple[str, str]:
+        try:
+            manifest = json.loads((path / "manifest.json").read_text())
+        except (OSError, ValueError):
+            return OTHER, f"is not {noun}"
+        if not isinstance(manifest, dict) or manifest.get("artifact") != artifact:
+            return OTHER, f"is not {noun}"
+        if manifest.get("request") != wanted:
+            return OTHER, f"holds {noun} made with other settings"
+        return same, ""
+
+    return recognise
+
+
+def claim_output(
+    path: str | Path,
+    noun: str,
+    recognise: Recogniser | None = None,
+    overwrite: bool = False,
+    kind: str = "folder",
+    suffixes: tuple[str, ...] = (),
+) -> OutputClaim:
+    """Decide what a command may do at its output location ``path``; raise :class:`UserError` (one line) if nothing.
+
+    The rule, the same for every command that writes a folder or a file:
+
+    - an absent path, or an empty folder, is used (``new``);
+    - a location holding the same artifact made with the same settings is reused (``done``) or,
+      if that run is unfinished, resumed (``partial``), as ``recognise(path)`` says;
+    - anything else (a foreign folder, another artifact, other settings, a file where a folder
+      is wanted) is refused with a line naming ``--overwrite``;
+    - with ``overwrite`` whatever is there is replaced (``replace``): by a rename once the new
+      result is complete (:meth:`OutputClaim.staged`), or cleared first for work done in place.
+
+    ``noun`` names the artifact in messages ("an attack set"); ``kind`` is ``folder`` or ``file``
+    (``suffixes``: the file endings allowed). Also checks that the parent folder is writable and
+    removes the temporary leftovers of killed runs beside ``path``; nothing else is touched.
+    """
+    path = Path(path).expanduser()
+    if kind == "file" and suffixes and path.suffix.lower() not in suffixes:
+        endings = f"{', '.join(suffixes[:-1])} or {suffixes[-1]}" if len(suffixes) > 1 else suffixes[0]
+        raise UserError(f"output file {path} must end in {endings}")
+    parent = path.parent if str(path.parent) else Path(".")
+    probe = parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise UserError(f"output location {path} is not writable ({probe} is a file, not a folder)")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"output location {path} is not writable ({probe} is read-only)")
+    _sweep_stale_temps(path)
+    if not path.exists() and not path.is_symlink():
+        return OutputClaim(path, "new", False)
+    if path.is_dir() and not any(path.iterdir()):
+        return OutputClaim(path, "new", True)
+    if overwrite:
+        return OutputClaim(path, "replace", True)
+    if kind == "folder":
+        if not path.is_dir():
+            why = "is a file, not a folder"
+        else:
+            status, why = recognise(path) if recognise is not None else (OTHER, "is not empty")
+            if status in (DONE, PARTIAL):
+                return OutputClaim(path, status, True)
+    else:
+        if path.is_dir():
+            why = "is a folder, not a file"
+        else:
+            status, why = recognise(path) if recognise is not None else (OTHER, "already exists")
+            if status == DONE:
+                return OutputClaim(path, status, True)
+    place = "an empty folder" if kind == "folder" else "another file name"
+    raise UserError(f"{path} {why}; use {place} or --overwrite")
