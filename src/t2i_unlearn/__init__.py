@@ -19,8 +19,7 @@ from typing import Any
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 from t2i_unlearn import methods as _methods  # noqa: F401  (registers how non-LoRA method outputs are loaded; cheap)
-
-__version__ = "0.1.0"
+from t2i_unlearn._version import __version__
 
 _API = {
     "UserError": "t2i_unlearn.errors",

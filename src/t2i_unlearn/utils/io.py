@@ -207,7 +207,7 @@ def hash_files(root: str | Path, patterns: tuple[str, ...] = ("**/*",)) -> dict[
 
 def package_versions(names: tuple[str, ...] = ("torch", "diffusers", "transformers", "peft", "accelerate")) -> dict[str, str]:
     """Versions of the packages that shape results: t2i-unlearn (the code that runs) and the installed ``names``."""
-    from t2i_unlearn import __version__
+    from t2i_unlearn._version import __version__
 
     out = {"t2i-unlearn": __version__}
     for name in names:
