@@ -58,7 +58,12 @@ def test_help_of_every_command_and_argument_errors_import_nothing_heavy(tmp_path
         (["generate", "-p", "x", "--out", missing + ".txt"], "must end in .png"),
         (["attack", "nope", "--model", "toy", "--concept", "toy_striped", "--out", missing], "unknown attack 'nope'"),
         (["eval", "--model", "toy", "--suite", "nope", "--out", missing], "unknown suite 'nope'"),
+        (["toy", "build", "--preset", "huge", "--out", missing], "unknown toy preset 'huge'"),
+        (["toy", "build", "--preset", "quick", "--out", str(tmp_path / "foreign")], "is not a toy world"),
+        (["export", "--model", "toy", "--lora", missing, "--out", missing + "_e"], "does not exist"),
     ]
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "notes.txt").write_text("not a world")
     code = f"""
         import sys
         import typer

@@ -113,6 +113,11 @@ def export_cmd(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace what --out holds (another export, or any folder).")] = False,
 ) -> None:
     """Fuse LoRA(s) into the base model: a full diffusers pipeline folder plus a single-file checkpoint."""
+    from t2i_unlearn.utils.validate import check_model_arg, check_paths_exist
+
+    check_model_arg(model)  # before torch loads (export_pipeline checks them again)
+    check_paths_exist(list(lora), "LoRA")
+
     from t2i_unlearn.adapters import export_pipeline
 
     written = export_pipeline(model, lora, out, weights=lora_weight, single_file=single_file, overwrite=overwrite)

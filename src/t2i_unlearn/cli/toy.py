@@ -29,14 +29,17 @@ def toy_build(
     rebuild: Annotated[bool, typer.Option("--rebuild", hidden=True, help="Old name of --overwrite that only ever deletes a toy world.")] = False,
 ) -> None:
     """Build the toy world (or resume an interrupted build), then print its quality table."""
-    from t2i_unlearn.toy.build import build_world, get_preset, is_world_folder
-    from t2i_unlearn.toy.quality import format_quality
-    from t2i_unlearn.toy.world import default_world_dir
+    from t2i_unlearn.toy.world import claim_world, default_world_dir, get_preset, is_world_folder
 
-    get_preset(preset)
+    spec = get_preset(preset)
     target = out or default_world_dir(preset, seed)
     if rebuild and not overwrite and target.is_dir() and any(target.iterdir()) and not is_world_folder(target):
         raise UserError(f"{target} is not a toy world; use an empty folder or --overwrite")
+    claim_world(target, spec, seed, overwrite or rebuild)  # every refusal before torch loads
+
+    from t2i_unlearn.toy.build import build_world
+    from t2i_unlearn.toy.quality import format_quality
+
     world = build_world(target, preset=preset, seed=seed, progress=True, overwrite=overwrite or rebuild)
     table = json.loads((world / "quality.json").read_text())
     typer.echo(format_quality(table))

@@ -34,15 +34,12 @@ from t2i_unlearn.errors import UserError
 from t2i_unlearn.toy import judges as judges_mod
 from t2i_unlearn.toy.render import ATTRIBUTES, JUDGE_VARIANTS, render_dataset, render_judge_variant, vocabulary_words
 from t2i_unlearn.toy.tokenizer import save_clip_tokenizer
-from t2i_unlearn.toy.world import WORLD_FILES, WORLD_FORMAT, ToyPreset, get_preset, verify_world
+from t2i_unlearn.toy.world import WORLD_FILES, WORLD_FORMAT, ToyPreset, claim_world, get_preset, is_world_folder, verify_world  # noqa: F401 (re-exported)
 from t2i_unlearn.utils.io import (
     DONE,
-    OTHER,
-    PARTIAL,
     atomic_directory,
     atomic_torch_save,
     atomic_write_json,
-    claim_output,
     hash_files,
     make_manifest,
     safe_torch_load,
@@ -393,58 +390,6 @@ class _Builder:
         self._mark("quality")
 
 
-def _is_world_manifest(manifest: Any) -> bool:
-    if not isinstance(manifest, dict):
-        return False
-    settings = manifest.get("settings")
-    return manifest.get("artifact") == "toy_world" or (
-        str(manifest.get("command", "")).startswith("t2i-unlearn toy build") and isinstance(settings, dict) and "preset" in settings
-    )
-
-
-def is_world_folder(path: str | Path) -> bool:
-    """Whether ``path`` holds a toy world, finished (its manifest) or interrupted (its build state), whatever its settings."""
-    path = Path(path)
-    if (path / ".build" / "state.json").is_file():
-        return True
-    try:
-        return _is_world_manifest(json.loads((path / "manifest.json").read_text()))
-    except (OSError, ValueError):
-        return False
-
-
-def _world_recogniser(spec: ToyPreset, seed: int) -> Callable[[Path], tuple[str, str]]:
-    """What an existing, non-empty ``--out`` of ``toy build`` holds: this world (done or unfinished), or something else."""
-    settings = json.loads(json.dumps({"preset": asdict(spec), "seed": seed, "format": WORLD_FORMAT}))
-
-    def recognise(path: Path) -> tuple[str, str]:
-        manifest_path = path / "manifest.json"
-        if manifest_path.exists():
-            try:
-                manifest = json.loads(manifest_path.read_text())
-            except ValueError:
-                return OTHER, "is not a toy world (its manifest.json is unreadable)"
-            if not _is_world_manifest(manifest):
-                return OTHER, "is not a toy world"
-            saved = manifest["settings"]
-            if saved.get("preset") != settings["preset"] or saved.get("seed") != seed:
-                return OTHER, "holds a toy world built with other settings"
-            verify_world(path)  # a damaged world is one line naming --overwrite
-            return DONE, ""
-        state_path = path / ".build" / "state.json"
-        if state_path.exists():
-            try:
-                state = json.loads(state_path.read_text())
-            except ValueError:
-                return OTHER, "holds an unfinished toy world build whose state is unreadable"
-            if isinstance(state, dict) and state.get("settings") == settings:
-                return PARTIAL, ""
-            return OTHER, "holds an unfinished toy world build with other settings"
-        return OTHER, "is not a toy world"
-
-    return recognise
-
-
 def build_world(out: str | Path, preset: str | ToyPreset = "full", seed: int = 0, progress: bool = True, overwrite: bool = False) -> Path:
     """Build (or resume building) a toy world in ``out``; returns ``out``.
 
@@ -455,7 +400,7 @@ def build_world(out: str | Path, preset: str | ToyPreset = "full", seed: int = 0
     ``overwrite``, which replaces it.
     """
     spec = preset if isinstance(preset, ToyPreset) else get_preset(preset)
-    claim = claim_output(out, "a toy world", _world_recogniser(spec, seed), overwrite)
+    claim = claim_world(out, spec, seed, overwrite)
     if claim.status == DONE:
         logger.info("toy world at %s is complete; reusing it", claim.path)
         return claim.path

@@ -7,7 +7,8 @@ The cache directory or the trained ``full`` world shipped with the package. Buil
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import platformdirs
 
 from t2i_unlearn.errors import UserError
+from t2i_unlearn.utils.io import DONE, OTHER, PARTIAL
 
 WORLD_FORMAT = 2  # bump when the layout or the recipe changes, so stale caches are rebuilt
 _REBUILD = "'t2i-unlearn toy build --overwrite'"
@@ -115,3 +117,65 @@ def find_world(preset: str = "full", seed: int = 0) -> Path:
         verify_world(shipped)
         return shipped
     raise UserError(f"no toy world for preset {preset!r} (seed {seed}); run 't2i-unlearn toy build --preset {preset}' first")
+
+
+def _is_world_manifest(manifest: Any) -> bool:
+    if not isinstance(manifest, dict):
+        return False
+    settings = manifest.get("settings")
+    return manifest.get("artifact") == "toy_world" or (
+        str(manifest.get("command", "")).startswith("t2i-unlearn toy build") and isinstance(settings, dict) and "preset" in settings
+    )
+
+
+def is_world_folder(path: str | Path) -> bool:
+    """Whether ``path`` holds a toy world, finished (its manifest) or interrupted (its build state), whatever its settings."""
+    path = Path(path)
+    if (path / ".build" / "state.json").is_file():
+        return True
+    try:
+        return _is_world_manifest(json.loads((path / "manifest.json").read_text()))
+    except (OSError, ValueError):
+        return False
+
+
+def _world_recogniser(spec: ToyPreset, seed: int) -> Callable[[Path], tuple[str, str]]:
+    """What an existing, non-empty ``--out`` of ``toy build`` holds: this world (done or unfinished), or something else."""
+    settings = json.loads(json.dumps({"preset": asdict(spec), "seed": seed, "format": WORLD_FORMAT}))
+
+    def recognise(path: Path) -> tuple[str, str]:
+        manifest_path = path / "manifest.json"
+        if manifest_path.exists():
+            try:
+                manifest = json.loads(manifest_path.read_text())
+            except ValueError:
+                return OTHER, "is not a toy world (its manifest.json is unreadable)"
+            if not _is_world_manifest(manifest):
+                return OTHER, "is not a toy world"
+            saved = manifest["settings"]
+            if saved.get("preset") != settings["preset"] or saved.get("seed") != seed:
+                return OTHER, "holds a toy world built with other settings"
+            verify_world(path)  # a damaged world is one line naming --overwrite
+            return DONE, ""
+        state_path = path / ".build" / "state.json"
+        if state_path.exists():
+            try:
+                state = json.loads(state_path.read_text())
+            except ValueError:
+                return OTHER, "holds an unfinished toy world build whose state is unreadable"
+            if isinstance(state, dict) and state.get("settings") == settings:
+                return PARTIAL, ""
+            return OTHER, "holds an unfinished toy world build with other settings"
+        return OTHER, "is not a toy world"
+
+    return recognise
+
+
+def claim_world(out: str | Path, spec: ToyPreset, seed: int, overwrite: bool) -> Any:
+    """The output claim of ``toy build`` on ``out`` (see :func:`~t2i_unlearn.utils.io.claim_output`); no torch needed.
+
+    :class:`UserError` when ``out`` holds something else than this world (finished or interrupted) and not ``overwrite``.
+    """
+    from t2i_unlearn.utils.io import claim_output
+
+    return claim_output(out, "a toy world", _world_recogniser(spec, seed), overwrite)
