@@ -274,7 +274,8 @@ def test_cli_train_and_bad_input(quick_world: Path, tmp_path: Path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: empty\njudge: {name: none}\n")
     _one_line_error(run_cli("train", "esd", "--model", str(quick_world), "--concept", str(bad), "--out", str(tmp_path / "e")), "needs prompts")
-    _one_line_error(run_cli("train", "uce", "--model", str(quick_world), "--concept", C, "--out", str(tmp_path / "u"), "--lamb", "0.5"), "--overwrite")
+    # another setting into the same folder is refused (0.5 is the default: the same request would be reused)
+    _one_line_error(run_cli("train", "uce", "--model", str(quick_world), "--concept", C, "--out", str(tmp_path / "u"), "--lamb", "0.25"), "--overwrite")
     _one_line_error(run_cli("train", "esd", "--model", str(quick_world), "--concept", C, "--out", str(tmp_path / "e"), "--config", "nope"), "preset")
     _one_line_error(run_cli("train", "sld", "--model", str(quick_world), "--concept", C, "--out", str(tmp_path / "s2"), "--preset", "huge"), "preset")
     assert not (tmp_path / "e").exists()

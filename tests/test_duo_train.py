@@ -366,6 +366,7 @@ def test_every_config_field_has_a_cli_flag(monkeypatch, tmp_path: Path) -> None:
     assert set(flags) == {f.name for f in dataclasses.fields(DUOConfig)}
     seen = {}
     monkeypatch.setattr(duo, "train_duo_concept", lambda model, data, out, cfg, **kw: seen.setdefault("cfg", cfg) and [])
+    (tmp_path / "metadata.jsonl").write_text("")  # --data must look like a pair folder (checked before training)
     args = ["train", "duo", "--model", "toy", "--data", str(tmp_path), "--out", str(tmp_path / "o")]
     for flag_args, _ in flags.values():
         args += flag_args
