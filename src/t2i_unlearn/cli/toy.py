@@ -35,12 +35,16 @@ def toy_build(
     target = out or default_world_dir(preset, seed)
     if rebuild and not overwrite and target.is_dir() and any(target.iterdir()) and not is_world_folder(target):
         raise UserError(f"{target} is not a toy world; use an empty folder or --overwrite")
-    claim_world(target, spec, seed, overwrite or rebuild)  # every refusal before torch loads
-
-    from t2i_unlearn.toy.build import build_world
+    claim = claim_world(target, spec, seed, overwrite or rebuild)  # every refusal before torch loads
     from t2i_unlearn.toy.quality import format_quality
+    from t2i_unlearn.utils.io import DONE
 
-    world = build_world(target, preset=preset, seed=seed, progress=True, overwrite=overwrite or rebuild)
+    if claim.status == DONE:  # a complete world with these settings (already hash-checked): nothing to build
+        world = claim.path
+    else:
+        from t2i_unlearn.toy.build import build_world
+
+        world = build_world(target, preset=preset, seed=seed, progress=True, overwrite=overwrite or rebuild)
     table = json.loads((world / "quality.json").read_text())
     typer.echo(format_quality(table))
     typer.echo(f"world: {world}\nquality table: {world / 'quality.json'}")
