@@ -27,7 +27,8 @@ def train_darkminer_cmd(
     out: Annotated[Path, typer.Option(help="Output folder: LoRA, model card, manifest, mined embeddings, attack set, checkpoints.")],
     config: Annotated[str | None, typer.Option(help="Dark Miner config YAML or preset (toy, nudity).")] = None,
     pool: Annotated[
-        Path | None, typer.Option(help="Concept images to mine on: a 'data pairs' folder (its unsafe half) or a folder of images. Default: drawn by the base model.")
+        Path | None,
+        typer.Option(help="Concept images to mine on: a 'data pairs' folder (its unsafe half) or an image folder. Default: drawn by the base model."),
     ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the latest checkpoint in --out (a rerun of the same command does so anyway).")

@@ -629,7 +629,13 @@ def train_darkminer(
     setup = prepare(model, spec, config, pool_images, device, checkpoint / "lora.safetensors" if checkpoint else None)
     if pool is None and not (out / POOL_DIR).is_dir():
         _write_pool(out, setup.pool_images)
-    settings = {**config.to_dict(), "targets_used": config.targets, "family": setup.family, "encoder_used": setup.encoder.info(), "pool_images": len(setup.pool_images)}
+    settings = {
+        **config.to_dict(),
+        "targets_used": config.targets,
+        "family": setup.family,
+        "encoder_used": setup.encoder.info(),
+        "pool_images": len(setup.pool_images),
+    }
     atomic_write_json(out / "darkminer_config.json", settings)
     done = int(state["stages_done"])
     log = _Logger(out, config, True, done)  # type: ignore[arg-type]  # reads report_to and to_dict only
@@ -683,12 +689,26 @@ def train_darkminer(
 
     # ---- the result ----
     adapters.save_lora(out, setup.net, setup.family)
-    atomic_write_json(out / MINED_DIR / "index.json", {"rounds": history, "tokens": {token_name(h["round"]): f"round_{h['round']:02d}.safetensors" for h in history}})
+    atomic_write_json(
+        out / MINED_DIR / "index.json", {"rounds": history, "tokens": {token_name(h["round"]): f"round_{h['round']:02d}.safetensors" for h in history}}
+    )
     write_attack_set(out, history, mined, setup)
     passed = sum(bool(h.get("passed")) for h in history)
-    data_info = {"concept": spec.name, "pool": pool_hash or f"{POOL_DIR}/ ({len(setup.pool_images)} images drawn by the base model)", "rounds": len(history), "verified": passed}
+    data_info = {
+        "concept": spec.name,
+        "pool": pool_hash or f"{POOL_DIR}/ ({len(setup.pool_images)} images drawn by the base model)",
+        "rounds": len(history),
+        "verified": passed,
+    }
     _write_card(out, request["model"], setup.family, settings, data_info)
-    manifest = make_manifest(command, settings, inputs={"model": request["model"], "concept": spec.name, "pool": pool_hash or ""}, artifact="darkminer_lora", request=request, rounds=history)
+    manifest = make_manifest(
+        command,
+        settings,
+        inputs={"model": request["model"], "concept": spec.name, "pool": pool_hash or ""},
+        artifact="darkminer_lora",
+        request=request,
+        rounds=history,
+    )
     atomic_write_json(out / "manifest.json", manifest)
     return out
 

@@ -37,7 +37,10 @@ class DarkMinerConfig:
     init: str = field(
         default="prompt",
         metadata={
-            "help": "Initial c: ``prompt`` (the token embeddings of one of the concept's unsafe prompts, cycled to K tokens; prompt r mod n in round r) or ``random``."
+            "help": (
+                "Initial c: ``prompt`` (the token embeddings of one of the concept's unsafe prompts, cycled to K tokens; "
+                "prompt r mod n in round r) or ``random``."
+            )
         },
     )
     mine_steps: int = field(default=200, metadata={"help": "Adam steps on c per mining stage."})
@@ -51,13 +54,14 @@ class DarkMinerConfig:
     # verifying
     threshold: float = field(default=0.3, metadata={"help": "Circumvent only when the verification score s(c) reaches this value."})
     verify_images: int = field(default=4, metadata={"help": "Images generated with c and with the reference prompt (same seeds) per verification."})
-    reference_prompt: str | None = field(
-        default=None, metadata={"help": "Reference prompt of x_r in s(c); None = the anchor prompt."}
-    )
+    reference_prompt: str | None = field(default=None, metadata={"help": "Reference prompt of x_r in s(c); None = the anchor prompt."})
     encoder: str = field(
         default="auto",
         metadata={
-            "help": "Image encoder E of s(c): ``toy`` (the toy world's feature network), a CLIP model directory or hub id, or ``auto`` (toy for toy concepts, else openai/clip-vit-large-patch14)."
+            "help": (
+                "Image encoder E of s(c): ``toy`` (the toy world's feature network), a CLIP model directory or hub id, "
+                "or ``auto`` (toy for toy concepts, else openai/clip-vit-large-patch14)."
+            )
         },
     )
 
@@ -65,7 +69,7 @@ class DarkMinerConfig:
     anchor_prompt: str = field(default="", metadata={"help": 'Anchor c0: eps(x_t | c) is pulled to the frozen model\'s eps0(x_t | c0). "" = the empty prompt.'})
     circumvent_steps: int = field(default=100, metadata={"help": "AdamW steps on the LoRA per circumventing stage (a fresh optimiser each stage)."})
     circumvent_lr: float = field(default=1e-4, metadata={"help": "AdamW learning rate of the LoRA."})
-    circumvent_batch_size: int = field(default=4, metadata={"help": "Noised pool images per circumventing step (each with one mined embedding of the circumvent set)."})
+    circumvent_batch_size: int = field(default=4, metadata={"help": "Noised pool images per circumventing step (each with one mined embedding of the set)."})
     anchor_weight: float = field(default=1.0, metadata={"help": "Weight of the preservation term on the anchor: ||eps(x_t|c0) - eps0(x_t|c0)||^2."})
     empty_weight: float = field(default=1.0, metadata={"help": 'Weight of the preservation term on the empty prompt: ||eps(x_t|"") - eps0(x_t|"")||^2.'})
     negative_weight: float = field(default=1.0, metadata={"help": "Weight of the preservation term on -c: ||eps(x_t|-c) - eps0(x_t|-c)||^2."})
