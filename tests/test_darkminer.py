@@ -200,7 +200,9 @@ def _lora_identity(out: Path) -> dict:
 @pytest.fixture(scope="module")
 def trained(quick_world: Path, pool: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dm_cli") / "lora"
-    r = run_cli("train", "darkminer", "--model", str(quick_world), "--concept", "toy_striped", "--out", str(out), "--pool", str(pool), "--config", "toy", *TINY_FLAGS)
+    r = run_cli(
+        "train", "darkminer", "--model", str(quick_world), "--concept", "toy_striped", "--out", str(out), "--pool", str(pool), "--config", "toy", *TINY_FLAGS
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "wrote" in r.stdout and (out / "attack_set" / "attack_set.json").exists()
     return out
@@ -215,7 +217,9 @@ def test_cli_output_loads_in_plain_diffusers(quick_world: Path, trained: Path) -
 
 
 def test_cli_eval_with_the_lora(quick_world: Path, trained: Path, tmp_path: Path) -> None:
-    r = run_cli("eval", "--model", str(quick_world), "--lora", str(trained), "--suite", "toy_striped", "--limit", "2", "--steps", "2", "--out", str(tmp_path / "run"))
+    r = run_cli(
+        "eval", "--model", str(quick_world), "--lora", str(trained), "--suite", "toy_striped", "--limit", "2", "--steps", "2", "--out", str(tmp_path / "run")
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "run" / "results.json").exists()
 
@@ -224,7 +228,9 @@ def test_cli_eval_replays_the_mined_embeddings(quick_world: Path, trained: Path,
     attack = trained / "attack_set" / "attack_set.json"
     body = json.loads(attack.read_text())
     assert body["attack"] == "darkminer" and body["embeddings"]["kind"] == "textual_inversion"
-    r = run_cli("eval", "--model", str(quick_world), "--suite", "toy_striped", "--attack", str(attack), "--limit", "2", "--steps", "2", "--out", str(tmp_path / "run"))
+    r = run_cli(
+        "eval", "--model", str(quick_world), "--suite", "toy_striped", "--attack", str(attack), "--limit", "2", "--steps", "2", "--out", str(tmp_path / "run")
+    )
     assert r.returncode == 0, r.stderr[-3000:]
 
 
