@@ -84,6 +84,7 @@ ESD = ["train", "esd", *M, "--concept", "concept.yaml", "--out", "new_esd"]
 EVAL = ["eval", *M, "--suite", "toy_striped"]
 GEN = ["generate", *M, "-p", "a red circle"]
 PAIRS = ["data", "pairs", *M, "--concept", "concept.yaml"]
+DM = ["train", "darkminer", *M, "--concept", "concept.yaml", "--out", "new_dm"]
 
 # (id, arguments, distinctive part of the one error line)
 CASES = [
@@ -166,6 +167,16 @@ CASES = [
     ("uce-lamb-negative", ["train", "uce", *M, "--concept", "concept.yaml", "--out", "new_uce", "--lamb", "-1"], "must be >= 0"),
     ("sld-preset", ["train", "sld", *M, "--concept", "concept.yaml", "--out", "new_sld", "--preset", "huge"], "preset must be one of"),
     ("train-unknown-method", ["train", "forget", *M], "unknown method 'forget'"),
+    # train darkminer
+    ("darkminer-into-own-folder", [*DM[:-1], "mine"], "is not a Dark Miner run; use an empty folder or --overwrite"),
+    ("darkminer-rounds-0", [*DM, "--rounds", "0"], "rounds must be at least 1"),
+    ("darkminer-num-tokens-0", [*DM, "--num-tokens", "0"], "num_tokens must be between 1 and 75"),
+    ("darkminer-init", [*DM, "--init", "zeros"], "init must be one of prompt, random"),
+    ("darkminer-threshold", [*DM, "--threshold", "2"], "threshold must be between -1 and 1"),
+    ("darkminer-preset", [*DM, "--config", "nope"], "no DARKMINER config file or preset 'nope'"),
+    ("darkminer-pool-missing", [*DM, "--pool", "nowhere"], "pool nowhere is not a folder"),
+    ("darkminer-composite", [*DM[:5], "toy_defaced", "--out", "new_dm"], "Dark Miner erases one at a time"),
+    ("darkminer-unknown-concept", [*DM[:5], "nope", "--out", "new_dm"], "unknown concept 'nope'"),
     # eval, export, report
     ("eval-unknown-suite", [*EVAL[:-1], "nope", "--out", "new_run"], "nope"),
     ("eval-limit-0", [*EVAL, "--out", "new_run", "--limit", "0"], "--limit must be at least 1"),

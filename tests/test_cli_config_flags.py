@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from t2i_unlearn.cli import app
+from t2i_unlearn.methods.darkminer_config import DarkMinerConfig
 from t2i_unlearn.methods.esd_config import ESDConfig
 from t2i_unlearn.methods.sld_config import SLDConfig
 from t2i_unlearn.methods.uce_config import UCEConfig
@@ -49,6 +50,40 @@ FLAGS = {
             "tokens": (["--tokens", "last_to_end"], "last_to_end"),
             "edit_keys": (["--no-edit-keys"], False),
             "lora_max_rank": (["--lora-max-rank", "2"], 2),
+        },
+    ),
+    "darkminer": (
+        DarkMinerConfig,
+        {
+            "rounds": (["--rounds", "3"], 3),
+            "patience": (["--patience", "4"], 4),
+            "seed": (["--seed", "5"], 5),
+            "num_tokens": (["--num-tokens", "4"], 4),
+            "init": (["--init", "random"], "random"),
+            "mine_steps": (["--mine-steps", "7"], 7),
+            "mine_lr": (["--mine-lr", "1e-2"], 1e-2),
+            "mine_batch_size": (["--mine-batch-size", "2"], 2),
+            "pool_size": (["--pool-size", "9"], 9),
+            "threshold": (["--threshold", "0.5"], 0.5),
+            "verify_images": (["--verify-images", "2"], 2),
+            "reference_prompt": (["--reference-prompt", "a plain circle"], "a plain circle"),
+            "encoder": (["--encoder", "toy"], "toy"),
+            "anchor_prompt": (["--anchor-prompt", "a plain shape"], "a plain shape"),
+            "circumvent_steps": (["--circumvent-steps", "11"], 11),
+            "circumvent_lr": (["--circumvent-lr", "1e-3"], 1e-3),
+            "circumvent_batch_size": (["--circumvent-batch-size", "3"], 3),
+            "anchor_weight": (["--anchor-weight", "2"], 2.0),
+            "empty_weight": (["--empty-weight", "0.5"], 0.5),
+            "negative_weight": (["--negative-weight", "0"], 0.0),
+            "t_max": (["--t-max", "500"], 500),
+            "rank": (["--rank", "4"], 4),
+            "alpha": (["--alpha", "4"], 4.0),
+            "init_lora_weights": (["--init-lora-weights", "default"], "default"),
+            "target_modules": (["--target", "attn2.to_q", "--target", "attn2.to_v"], ["attn2.to_q", "attn2.to_v"]),
+            "gradient_checkpointing": (["--gradient-checkpointing"], True),
+            "keep_checkpoints": (["--keep-checkpoints", "3"], 3),
+            "report_to": (["--report-to", "jsonl"], ["jsonl"]),
+            "stop_after_stage": (["--stop-after-stage", "2"], 2),
         },
     ),
     "sld": (

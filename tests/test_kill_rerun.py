@@ -1,4 +1,4 @@
-"""kill -9 in the middle of ``data pairs``, ``train duo``, ``attack`` and ``eval``, then the same command again.
+"""kill -9 in the middle of ``data pairs``, ``train duo``, ``train darkminer``, ``attack`` and ``eval``, then the same command again.
 
 The kill is a real SIGKILL, sent by the process to itself right after a chosen write (a pair record,
 a checkpoint, the attack set, the report) through a wrapper around the real CLI: the point of death is
@@ -153,3 +153,27 @@ def test_eval_killed_then_rerun(quick_world: Path, tmp_path: Path) -> None:
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["run"]["generated_images"] == {"model": 0}  # every image came from the killed run's cache
     assert (tmp_path / "run" / "report.html").exists() and _leftovers(tmp_path) == []
+
+
+@pytest.mark.slow  # three tiny Dark Miner runs on the quick world
+def test_train_darkminer_killed_then_rerun(quick_world: Path, tmp_path: Path) -> None:
+    from tests._tiny import toy_pairs
+    from tests.conftest import kill9_after
+
+    pool = toy_pairs(tmp_path / "pool", n=6)
+    args = ["train", "darkminer", "--model", str(quick_world), "--concept", "toy_striped", "--pool", str(pool), "--config", "toy"]
+    args += ["--rounds", "2", "--mine-steps", "3", "--circumvent-steps", "3", "--verify-images", "1", "--threshold", "-1", "--report-to", "jsonl"]
+    r = run_cli(*args, "--out", str(tmp_path / "whole"))
+    assert r.returncode == 0, r.stderr
+    whole = _lora(tmp_path / "whole")
+
+    # killed right after the checkpoint of its third stage (round 1's circumventing) is renamed into place
+    out = tmp_path / "a"
+    kill9_after(out / "checkpoints" / "stage-0003", *args, "--out", str(out), tmp=tmp_path)
+    assert not (out / "pytorch_lora_weights.safetensors").exists() and not (out / "manifest.json").exists()
+    r = run_cli(*args, "--out", str(out), "--resume")
+    assert r.returncode == 0, r.stderr
+    assert _lora(out) == whole
+    steps = [json.loads(line)["step"] for line in (out / "logs.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    assert _leftovers(out / "checkpoints") == [] and _leftovers(tmp_path) == []

@@ -16,6 +16,7 @@ from typer.core import TyperGroup
 
 from t2i_unlearn.cli.attacks import attack_cmd
 from t2i_unlearn.cli.baselines import esd_cmd, sld_cmd, uce_cmd
+from t2i_unlearn.cli.darkminer import train_darkminer_cmd
 from t2i_unlearn.cli.duo import data_app, export_cmd, train_duo_cmd
 from t2i_unlearn.cli.eval import eval_cmd, report_app
 from t2i_unlearn.cli.generate import generate
@@ -51,6 +52,7 @@ train_app.command("duo")(train_duo_cmd)
 train_app.command("esd")(esd_cmd)
 train_app.command("uce")(uce_cmd)
 train_app.command("sld")(sld_cmd)
+train_app.command("darkminer")(train_darkminer_cmd)
 
 
 @app.callback()

@@ -34,7 +34,7 @@ def _duo() -> Method:
 METHODS: dict[str, Callable[[], Method]] = {"duo": _duo}
 
 
-# Baselines (ESD, UCE, SLD): ``train(model, concept, out, config, ...)`` takes a concept spec instead of pair data.
+# Baselines (ESD, UCE, SLD) and Dark Miner: ``train(model, concept, out, config, ...)`` takes a concept spec instead of pair data.
 def _esd() -> Method:
     from t2i_unlearn.methods import esd
 
@@ -53,7 +53,13 @@ def _sld() -> Method:
     return Method("sld", sld.SLDConfig, sld.load_config, sld.train_sld_concept)
 
 
-METHODS.update({"esd": _esd, "uce": _uce, "sld": _sld})
+def _darkminer() -> Method:
+    from t2i_unlearn.methods import darkminer
+
+    return Method("darkminer", darkminer.DarkMinerConfig, darkminer.load_config, darkminer.train_darkminer_concept)
+
+
+METHODS.update({"esd": _esd, "uce": _uce, "sld": _sld, "darkminer": _darkminer})
 
 # How load_pipeline applies the baselines' outputs that are not LoRAs (file names: methods/edits.py).
 # Weight deltas change the weights; SLD wraps the final pipeline, so it comes last.

@@ -91,6 +91,13 @@ class ToyBackend:
         self._check(reference)
         return frechet_distance(features(self.judge, images), features(self.judge, reference))
 
+    def features(self, images: np.ndarray) -> np.ndarray:
+        """Pooled judge features ``[N, D]`` (the image encoder of Dark Miner's verification on the toy world)."""
+        from t2i_unlearn.toy.judges import features
+
+        self._check(images)
+        return features(self.judge, images)
+
     def score(self, images: np.ndarray, prompts: list[str], labels: list[dict[str, Any]]) -> np.ndarray:
         """1.0 per image whose shape and colour (those the prompt file labels) the judge reads as asked, else 0.0."""
         from t2i_unlearn.toy.judges import labels_from_probs, predict
@@ -200,6 +207,38 @@ class ClipAlignment:
     def info(self) -> dict[str, Any]:
         """CLIP model name and weights hash (scores of different CLIP models are not comparable)."""
         return {"backend": "clip", **self.encoder.info()}
+
+
+class ImageFeatures(Protocol):
+    """Image embeddings ``[N, D]`` of ``uint8 [N, H, W, 3]`` images (CLIP vision on real models, the toy judge's features on the toy)."""
+
+    def features(self, images: np.ndarray) -> np.ndarray: ...
+
+    def info(self) -> dict[str, Any]: ...
+
+
+class ClipImageFeatures:
+    """Unit-norm CLIP image embeddings of a configurable CLIP model."""
+
+    def __init__(self, source: str, device: str = "cpu"):
+        from t2i_unlearn.metrics.clip import ClipEncoder
+
+        self.encoder = ClipEncoder(source, device=device)
+
+    def features(self, images: np.ndarray) -> np.ndarray:
+        """``[N, D]`` float32 embeddings."""
+        return self.encoder.image_embeddings(images).numpy()
+
+    def info(self) -> dict[str, Any]:
+        """CLIP model name and weights hash."""
+        return {"backend": "clip", **self.encoder.info()}
+
+
+def make_image_features(kind: str, model: str | None, device: str = "cpu") -> ImageFeatures:
+    """``toy`` (the toy world's feature network) or a CLIP model directory / hub id."""
+    if kind == "toy":
+        return ToyBackend(model)
+    return ClipImageFeatures(kind, device=device)
 
 
 def make_perceptual(kind: str, model: str | None, device: str = "cpu", net: str = "alex") -> Perceptual:
