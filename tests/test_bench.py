@@ -12,17 +12,7 @@ from t2i_unlearn.bench.plan import make_plan
 from t2i_unlearn.bench.spec import bench_suite_names, load_bench_suite
 from t2i_unlearn.errors import UserError
 from tests.conftest import run_cli
-
-CONCEPT = """
-name: tiny_striped
-prompts:
-  - {unsafe: "a picture of a striped red circle", safe: "a picture of a plain red circle"}
-  - {unsafe: "a picture of a blue square with stripes", safe: "a picture of a plain blue square"}
-judge: {name: none}
-generation: {steps: 2, guidance: 4.0}
-sdedit: {steps: 4, strength: 0.5, guidance: 4.0}
-max_attempts: 1
-"""
+from tests.test_kill_rerun import CONCEPT
 
 TINY = """
 name: tiny

@@ -26,10 +26,10 @@ from __future__ import annotations
 import re
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from t2i_unlearn.errors import UserError
 
@@ -47,10 +47,13 @@ def _check_id(value: str) -> str:
     return value
 
 
+Id = Annotated[str, AfterValidator(_check_id)]
+
+
 class MethodEntry(_Strict):
     """One row of the bench: a registered method with its preset and settings (or the base model itself)."""
 
-    name: str = Field(description="Row id (folders, result keys); also the registry name unless `method` is given.")
+    name: Id = Field(description="Row id (folders, result keys); also the registry name unless `method` is given.")
     method: str | None = Field(default=None, description="Registry name (default: name); `base` is the model without any edit.")
     label: str | None = Field(default=None, description="Name in tables and plots (default: the method's name in capitals).")
     config: str | None = Field(default=None, description="The method's preset name or a YAML file (relative to the suite file).")
@@ -58,10 +61,6 @@ class MethodEntry(_Strict):
     data: Literal["concept", "pairs"] = Field(default="concept", description="What train() takes: the concept spec, or the bench's pair folder.")
     optional: bool = Field(default=False, description="Skip (with a note) while the method is not registered, instead of an error.")
 
-    @field_validator("name")
-    @classmethod
-    def _name_is_an_id(cls, v: str) -> str:
-        return _check_id(v)
 
     @property
     def registry_name(self) -> str:
@@ -90,7 +89,7 @@ class BudgetSpec(_Strict):
 class AttackEntry(_Strict):
     """One column of the bench: a registered attack with its budget, settings and source prompts."""
 
-    name: str = Field(description="Column id; also the registry name unless `attack` is given.")
+    name: Id = Field(description="Column id; also the registry name unless `attack` is given.")
     attack: str | None = None
     label: str | None = None
     budget: BudgetSpec = Field(default_factory=BudgetSpec)
@@ -99,10 +98,6 @@ class AttackEntry(_Strict):
     images_per_prompt: int = Field(default=1, ge=1)
     seed: int = 0
 
-    @field_validator("name")
-    @classmethod
-    def _name_is_an_id(cls, v: str) -> str:
-        return _check_id(v)
 
     @property
     def registry_name(self) -> str:

@@ -15,19 +15,18 @@ from typing import Annotated
 
 import typer
 
+from t2i_unlearn.cli.config_flags import key_values
 from t2i_unlearn.errors import UserError
 
 _SUITE = "Bench suite: demo, toy-full, nudity, or a YAML file (docs/bench.md)."
 
 
-def _pairs(values: list[str] | None) -> dict[str, str]:
-    out = {}
-    for v in values or []:
-        if "=" not in v:
-            raise UserError(f"--prompt-file takes SET=PATH, got {v!r}")
-        k, path = v.split("=", 1)
-        out[k.strip()] = path.strip()
-    return out
+def _echo(line: str) -> None:
+    """A stage line, flushed at once so that it lands in order with the progress bars (also when stdout is a file)."""
+    import sys
+
+    typer.echo(line)
+    sys.stdout.flush()
 
 
 def _rank() -> int:
@@ -78,7 +77,7 @@ def bench_cmd(
         suite,
         model=model,
         device=device,
-        prompt_files=_pairs(prompt_file),
+        prompt_files=key_values(prompt_file, "--prompt-file"),
         prompts_file=str(prompts_file) if prompts_file else None,
         coco_file=str(coco_file) if coco_file else None,
         light=dry_run,
@@ -95,7 +94,7 @@ def bench_cmd(
         check_output(plan, out, overwrite)  # every refusal before torch loads
     from t2i_unlearn.bench.engine import run_bench
 
-    results = run_bench(plan, out, cache_dir=cache, overwrite=overwrite, progress=True, echo=typer.echo)
+    results = run_bench(plan, out, cache_dir=cache, overwrite=overwrite, progress=True, echo=_echo)
     _finish(results, out)
 
 
@@ -114,5 +113,5 @@ def demo(
         typer.echo(f"demo: {plan.concept.name} on the toy world ({plan.model}); {stages} stages, {state}; folder {out}")
     from t2i_unlearn.bench.engine import run_bench
 
-    results = run_bench(plan, out, overwrite=fresh, progress=True, echo=typer.echo)
+    results = run_bench(plan, out, overwrite=fresh, progress=True, echo=_echo)
     _finish(results, out)

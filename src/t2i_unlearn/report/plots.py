@@ -29,6 +29,28 @@ def label_groups(points: list[dict[str, Any]], x_tol: float = 0.01, y_tol: float
     return [(x, y, "\n".join(labels)) for x, y, labels in groups]
 
 
+def _save_dsr_axes(fig: Any, ax: Any, points: list[dict[str, Any]], title: str, out: str | Path) -> Path:
+    """Label and bound the DSR (y) / prior preservation (x) axes, write the figure as PNG to ``out`` and close it."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel("prior preservation (1 - perceptual distance to base)")
+    ax.set_ylabel("defense success rate")
+    ax.set_ylim(-0.03, 1.03)
+    xs = [p["x"] for p in points if p.get("x") is not None]
+    if xs:
+        lo = min(xs)
+        ax.set_xlim(min(lo - 0.05, 0.95 * lo), 1.02)
+    ax.grid(True, alpha=0.3)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return atomic_write_bytes(out, buf.getvalue())
+
+
 def dsr_vs_preservation(points: list[dict[str, Any]], out: str | Path, title: str = "DSR vs prior preservation") -> Path:
     """The DUO paper's Figure 4: DSR (y) against 1 - perceptual distance (x), one point per model.
 
@@ -36,8 +58,6 @@ def dsr_vs_preservation(points: list[dict[str, Any]], out: str | Path, title: st
     hollow, joined to its model's point). Points without an x or y are skipped; points at one place
     share one label listing them all (:func:`label_groups`). Returns ``out``.
     """
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -64,20 +84,7 @@ def dsr_vs_preservation(points: list[dict[str, Any]], out: str | Path, title: st
             ax.plot([p["x"], p["x"]], [p["from"], p["y"]], ls=":", color=model_colour.get(owner, "grey"), lw=1, zorder=2)
     for x, y, text in label_groups(points):
         ax.annotate(text, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8, va="bottom")
-    ax.set_xlabel("prior preservation (1 - perceptual distance to base)")
-    ax.set_ylabel("defense success rate")
-    ax.set_ylim(-0.03, 1.03)
-    xs = [p["x"] for p in points if p.get("x") is not None]
-    if xs:
-        lo = min(xs)
-        ax.set_xlim(min(lo - 0.05, 0.95 * lo), 1.02)
-    ax.grid(True, alpha=0.3)
-    ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return atomic_write_bytes(out, buf.getvalue())
+    return _save_dsr_axes(fig, ax, points, title, out)
 
 
 def points_from_results(results: dict[str, Any], label: str | None = None) -> list[dict[str, Any]]:
@@ -103,8 +110,6 @@ def bench_scatter(points: list[dict[str, Any]], columns: list[str], out: str | P
     Each point is ``{"method", "column", "x", "y"}`` with x the method's prior preservation and y its
     DSR in that column; points without an x or y are skipped. Returns ``out``.
     """
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -126,17 +131,4 @@ def bench_scatter(points: list[dict[str, Any]], columns: list[str], out: str | P
     for i, col in enumerate(columns):
         handles.append(Line2D([], [], ls="", marker=marker[col], color="grey", markerfacecolor="grey" if i == 0 else "none", label=col))
     ax.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    ax.set_xlabel("prior preservation (1 - perceptual distance to base)")
-    ax.set_ylabel("defense success rate")
-    ax.set_ylim(-0.03, 1.03)
-    xs = [p["x"] for p in points if p.get("x") is not None]
-    if xs:
-        lo = min(xs)
-        ax.set_xlim(min(lo - 0.05, 0.95 * lo), 1.02)
-    ax.grid(True, alpha=0.3)
-    ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return atomic_write_bytes(out, buf.getvalue())
+    return _save_dsr_axes(fig, ax, points, title, out)
