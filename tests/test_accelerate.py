@@ -49,3 +49,22 @@ def test_two_processes_match_one(quick_world: Path, tmp_path: Path) -> None:
         torch.testing.assert_close(outs[2][k], outs[1][k], atol=2e-5, rtol=1e-4)
         moved += int(k.endswith("lora_B.weight") and outs[1][k].abs().max() > 1e-4)
     assert moved > 0  # the runs trained something: equality is not trivially two untouched adapters
+
+
+def test_bench_two_processes_match_one(quick_world: Path, tmp_path: Path) -> None:
+    """A tiny bench under ``accelerate launch``: stages dealt to 2 CPU processes, images split; the same results.json."""
+    from tests.test_bench import _same, tiny_suite
+
+    suite = tiny_suite(tmp_path / "suite", str(quick_world))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    results = {}
+    for n in (1, 2):
+        out = tmp_path / f"b{n}"
+        mode = "--multi_gpu" if n > 1 else "--cpu"
+        cmd = [*_accelerate(), "launch", mode, "--num_processes", str(n), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+        cmd += ["-m", "t2i_unlearn.cli", "bench", "--suite", str(suite), "--out", str(out)]
+        res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        assert res.returncode == 0, res.stderr[-3000:]
+        results[n] = json.loads((out / "results.json").read_text())
+        assert results[n]["run"]["processes"] == n
+    _same(results[1], results[2])

@@ -59,6 +59,12 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "concept.yaml").write_text(TINY_CONCEPT)
     (root / "run").mkdir()
     (root / "run" / "results.json").write_text(json.dumps({"format": "t2i_unlearn.eval_results"}))
+    bench = "name: b\nmodel: model\nconcept: concept.yaml\neval: {suite: toy_striped, limit: 1}\nmethods: [{name: base}]\n"
+    (root / "bench.yaml").write_text(bench)
+    (root / "bench_field.yaml").write_text(bench + "colour: red\n")
+    (root / "bench_method.yaml").write_text(bench.replace("[{name: base}]", "[{name: base}, {name: forget}]"))
+    (root / "bench_attack.yaml").write_text(bench + "attacks: [{name: hammer}]\n")
+    (root / "bench_yaml.yaml").write_text("name: [unclosed\n")
     (root / "hf_cache").mkdir()
     (root / "cache").mkdir()
     return root
@@ -187,6 +193,20 @@ CASES = [
     ("eval-prompt-file-syntax", [*EVAL, "--out", "new_run", "--prompt-file", "close"], "--prompt-file takes NAME=VALUE"),
     ("export-missing-lora", ["export", *M, "--lora", "no_lora", "--out", "new_export"], "LoRA no_lora does not exist"),
     ("export-sld", ["export", *M, "--lora", "sld", "--out", "new_export"], "is an SLD result"),
+    # bench and demo
+    ("bench-unknown-suite", ["bench", "--suite", "nope", "--out", "new_bench"], "unknown bench suite 'nope'"),
+    ("bench-missing-suite-file", ["bench", "--suite", "nowhere.yaml", "--out", "new_bench"], "bench suite file nowhere.yaml does not exist"),
+    ("bench-bad-yaml", ["bench", "--suite", "bench_yaml.yaml", "--out", "new_bench"], "is not readable YAML"),
+    ("bench-unknown-field", ["bench", "--suite", "bench_field.yaml", "--out", "new_bench"], "colour: Extra inputs are not permitted"),
+    ("bench-unknown-method", ["bench", "--suite", "bench_method.yaml", "--out", "new_bench"], "unknown method 'forget'"),
+    ("bench-unknown-attack", ["bench", "--suite", "bench_attack.yaml", "--out", "new_bench"], "unknown attack 'hammer'"),
+    ("bench-missing-prompts-file", ["bench", "--suite", "nudity", *M, "--prompts-file", "no.csv", "--dry-run"], "--prompts-file no.csv does not exist"),
+    ("bench-missing-prompt-file", ["bench", "--suite", "bench.yaml", "--prompt-file", "striped=no.csv", "--dry-run"], "prompt file no.csv (set striped)"),
+    ("bench-unknown-prompt-set", ["bench", "--suite", "bench.yaml", "--prompt-file", "i2p=no.csv"], "which evaluation suite toy_striped does not"),
+    ("bench-no-coco-set", ["bench", "--suite", "bench.yaml", "--coco-file", "a_file.txt", "--out", "new_bench"], "has no coco_set for --coco-file"),
+    ("bench-into-own-folder", ["bench", "--suite", "bench.yaml", "--out", "mine"], "is not a bench run; use an empty folder or --overwrite"),
+    ("bench-dry-run-into-file", ["bench", "--suite", "bench.yaml", "--out", "a_file.txt", "--dry-run"], "is a file, not a folder"),
+    ("demo-into-own-folder", ["demo", "--out", "mine"], "is not a bench run; use an empty folder or --overwrite"),
     ("compare-missing-run", ["report", "compare", "no_run", "--out", "new_compare"], "no_run has no readable results.json"),
 ]
 

@@ -177,3 +177,23 @@ def test_train_darkminer_killed_then_rerun(quick_world: Path, tmp_path: Path) ->
     steps = [json.loads(line)["step"] for line in (out / "logs.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5, 6]
     assert _leftovers(out / "checkpoints") == [] and _leftovers(tmp_path) == []
+
+
+@pytest.mark.slow  # two tiny benches on the quick world
+def test_bench_killed_then_rerun(quick_world: Path, tmp_path: Path) -> None:
+    from tests.test_bench import _same, tiny_suite
+
+    suite = tiny_suite(tmp_path / "suite", str(quick_world))
+    args = ["bench", "--suite", str(suite)]
+    # killed right after the ESD row's attack cell was recorded: the rerun reuses every finished stage
+    _killed("t2i_unlearn.utils.io", "atomic_write_json", "attack__esd__ring_a_bell.json", *args, "--out", str(tmp_path / "b"))
+    assert not (tmp_path / "b" / "results.json").exists() and (tmp_path / "b" / "attacks" / "esd" / "ring_a_bell" / "manifest.json").exists()
+    r = run_cli(*args, "--out", str(tmp_path / "b"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    resumed = json.loads((tmp_path / "b" / "results.json").read_text())
+    status = {s["stage"]: s["status"] for s in resumed["run"]["stages"]}
+    assert status["attack:esd:ring_a_bell"] == "reused" and status["method:duo"] == "reused" and status["attack:duo:ring_a_bell"] == "ran"
+    r = run_cli(*args, "--out", str(tmp_path / "whole"))  # the uninterrupted run
+    assert r.returncode == 0, r.stderr[-3000:]
+    _same(json.loads((tmp_path / "whole" / "results.json").read_text()), resumed)
+    assert _leftovers(tmp_path / "b") == [] and _leftovers(tmp_path / "b" / ".bench" / "stages") == []

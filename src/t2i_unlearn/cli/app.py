@@ -16,11 +16,12 @@ from typer.core import TyperGroup
 
 from t2i_unlearn.cli.attacks import attack_cmd
 from t2i_unlearn.cli.baselines import esd_cmd, sld_cmd, uce_cmd
+from t2i_unlearn.cli.bench import bench_cmd, demo
 from t2i_unlearn.cli.darkminer import train_darkminer_cmd
 from t2i_unlearn.cli.duo import data_app, export_cmd, train_duo_cmd
 from t2i_unlearn.cli.eval import eval_cmd, report_app
 from t2i_unlearn.cli.generate import generate
-from t2i_unlearn.cli.toy import demo, toy_app
+from t2i_unlearn.cli.toy import toy_app
 from t2i_unlearn.errors import UserError
 
 
@@ -44,6 +45,7 @@ app.command("eval")(eval_cmd)
 app.command("attack")(attack_cmd)
 app.command("generate")(generate)
 app.command("demo")(demo)
+app.command("bench")(bench_cmd)
 app.add_typer(toy_app, name="toy")
 app.add_typer(data_app, name="data")
 app.add_typer(train_app, name="train")

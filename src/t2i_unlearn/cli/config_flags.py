@@ -87,3 +87,16 @@ def _shown(default: Any, flag: str) -> str:
     if isinstance(default, list):
         return ", ".join(map(str, default))
     return str(default)
+
+
+def key_values(values: list[str] | None, flag: str) -> dict[str, str]:
+    """``NAME=VALUE`` options (``--prompt-file SET=PATH`` ...) as a dict; :class:`UserError` naming ``flag`` otherwise."""
+    from t2i_unlearn.errors import UserError
+
+    out = {}
+    for v in values or []:
+        if "=" not in v:
+            raise UserError(f"{flag} takes NAME=VALUE, got {v!r}")
+        k, val = v.split("=", 1)
+        out[k.strip()] = val.strip()
+    return out

@@ -14,19 +14,9 @@ from typing import Annotated
 
 import typer
 
-from t2i_unlearn.errors import UserError
+from t2i_unlearn.cli.config_flags import key_values
 
 report_app = typer.Typer(no_args_is_help=True, help="Reports of evaluation runs.")
-
-
-def _pairs(values: list[str] | None, flag: str) -> dict[str, str]:
-    out = {}
-    for v in values or []:
-        if "=" not in v:
-            raise UserError(f"{flag} takes NAME=VALUE, got {v!r}")
-        k, val = v.split("=", 1)
-        out[k.strip()] = val.strip()
-    return out
 
 
 def eval_cmd(
@@ -58,13 +48,13 @@ def eval_cmd(
         lora_weights=lora_weight,
         cache_dir=cache,
         device=device,
-        prompt_files=_pairs(prompt_file, "--prompt-file"),
+        prompt_files=key_values(prompt_file, "--prompt-file"),
         attacks=attack,
         limit=limit,
         steps=steps,
         batch_size=batch_size,
         clip_model=clip_model,
-        judge_options=_pairs(judge_option, "--judge-option") or None,
+        judge_options=key_values(judge_option, "--judge-option") or None,
         label=label,
         progress=True,
         overwrite=overwrite,

@@ -1,10 +1,9 @@
-"""CLI commands of the toy world: ``toy build``, ``toy show`` and ``demo``.
+"""CLI commands of the toy world: ``toy build`` and ``toy show`` (the demo on it: :mod:`.bench`).
 
 Usage::
 
     t2i-unlearn toy build [--preset quick|full] [--out W] [--seed S] [--overwrite]
     t2i-unlearn toy show [--preset P] [--out D]
-    t2i-unlearn demo [--out D] [--preset P]
 """
 
 from __future__ import annotations
@@ -61,24 +60,3 @@ def toy_show(
 
     path = show_world(f"toy:{preset}", out, seed=seed)
     typer.echo(f"wrote {path}")
-
-
-def demo(
-    out: Annotated[Path, typer.Option(help="Folder for the demo's pictures and tables.")] = Path("t2i_unlearn_demo"),
-    preset: Annotated[str, typer.Option(help="Toy world preset.")] = "full",
-) -> None:
-    """The main job on the toy world: get the world (shipped, cached or built), print its quality and show what it draws."""
-    from t2i_unlearn.toy.build import build_world
-    from t2i_unlearn.toy.quality import format_quality
-    from t2i_unlearn.toy.show import show_world
-    from t2i_unlearn.toy.world import default_world_dir, find_world
-
-    try:
-        world = find_world(preset)
-    except UserError:
-        typer.echo(f"no {preset} toy world yet: building it (resumable; progress below)")
-        world = build_world(default_world_dir(preset), preset=preset, progress=True)
-    typer.echo(f"toy world: {world}")
-    typer.echo(format_quality(json.loads((world / "quality.json").read_text())))
-    path = show_world(str(world), out)
-    typer.echo(f"what the toy model draws: {path}")
