@@ -14,6 +14,11 @@ Steps (each resumable; the folders are kept under --out):
    - the same on held-out phrasings (templates no caption or spec uses: ``toy.quality.heldout_prompts``):
      erased share, dotted kept, and shape+colour kept relative to the base (toy world v2 target >= 0.85).
 Prints one JSON line and writes it to ``--out/acceptance-<lora-name>.json``.
+
+``--lora PATH`` skips steps 1-2 and measures an adapter made by any method (Dark Miner, ESD ...; a
+comma-separated list loads several), so every method is measured by the same prompts, seeds and judge:
+
+    python bench/duo_toy_acceptance.py --world toy --out runs/dm --lora runs/dm/try1 --lora-name dm_try1 --n 200
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a DUO setting (YAML value), e.g. --set beta=50")
     parser.add_argument("--lora-name", default="lora", help="subfolder of --out for the LoRA (one per variant)")
+    parser.add_argument("--lora", default=None, help="measure this existing adapter folder (any method) instead of training DUO")
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--guidance", type=float, default=4.0)
     args = parser.parse_args()
@@ -52,23 +58,30 @@ def main() -> None:
     from t2i_unlearn.toy.quality import concept_prompts, heldout_prompts
 
     timings = {}
-    t = time.perf_counter()
-    pairs = args.out / "pairs"
-    stats = generate_pairs(args.world, load_concept(args.concept), pairs, num_pairs=args.num_pairs, seed=0)
-    timings["pairs_s"] = time.perf_counter() - t
-    t = time.perf_counter()
-    import yaml
+    stats: dict = {}
+    config = None
+    overrides = {}
+    if args.lora:
+        loras = args.lora.split(",")
+    else:
+        t = time.perf_counter()
+        pairs = args.out / "pairs"
+        stats = generate_pairs(args.world, load_concept(args.concept), pairs, num_pairs=args.num_pairs, seed=0)
+        timings["pairs_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        import yaml
 
-    lora = args.out / args.lora_name
-    overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
-    config = load_config(args.config, {"max_steps": args.max_steps, **overrides})
-    resume = (lora / "checkpoints").exists()
-    train_duo(args.world, pairs, lora, config, resume=resume, overwrite=not resume)
-    timings["train_s"] = time.perf_counter() - t
+        lora = args.out / args.lora_name
+        overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
+        config = load_config(args.config, {"max_steps": args.max_steps, **overrides})
+        resume = (lora / "checkpoints").exists()
+        train_duo(args.world, pairs, lora, config, resume=resume, overwrite=not resume)
+        timings["train_s"] = time.perf_counter() - t
+        loras = [str(lora)]
 
     judge = load_judge(Path(resolve_model(args.world)).parent / "judges")
     base = load_pipeline(args.world)
-    erased = load_pipeline(args.world, lora=[str(lora)])
+    erased = load_pipeline(args.world, lora=loras)
     groups = {
         "striped": concept_prompts(args.n, seed=11, texture="striped", mark="none"),
         "dotted": concept_prompts(args.n, seed=12, texture="dotted", mark="none"),
@@ -98,16 +111,17 @@ def main() -> None:
     distance = perceptual_distance(judge, images["unrelated"]["base"], images["unrelated"]["duo"])
     result = {
         "world": str(resolve_model(args.world)),
-        "pairs": stats["pairs"],
+        "adapter": loras,
+        "pairs": stats.get("pairs"),
         "preserve_images": stats.get("preserve_images", 0),
         "unsafe_acceptance": stats.get("unsafe_acceptance"),
         "safe_acceptance": stats.get("safe_acceptance"),
-        "config": args.config,
+        "config": args.config if config else None,
         "overrides": overrides,
-        "effective_lr": config.effective_lr,
-        "effective_lambda": config.effective_lambda,
-        "beta": config.beta,
-        "max_steps": config.max_steps,
+        "effective_lr": config.effective_lr if config else None,
+        "effective_lambda": config.effective_lambda if config else None,
+        "beta": config.beta if config else None,
+        "max_steps": config.max_steps if config else None,
         "n_per_group": args.n,
         "striped_rate_base": striped_base,
         "striped_rate_duo": striped_duo,
