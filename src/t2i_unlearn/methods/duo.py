@@ -487,7 +487,9 @@ def train_duo(
     over the processes. A non-finite loss stops training with :class:`UserError`, keeping the last
     good checkpoint. With ``preserve_weight > 0`` and a pair folder without preserve images, the
     preservation term is left out: a warning, and ``preserve_weight_used: 0`` in the settings written
-    to ``duo_config.json``, the model card and the manifest.
+    to ``duo_config.json``, the model card and the manifest. With ``mine_rounds > 0`` training pauses at
+    the round boundaries for a mining round that adds pairs (:mod:`~t2i_unlearn.methods.duo_mining`;
+    ``out`` then also holds ``mined/`` and ``mined_pairs/``); with 0 (the default) nothing of it runs.
     """
     from accelerate import Accelerator
     from tqdm.auto import tqdm
