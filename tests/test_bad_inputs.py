@@ -167,6 +167,9 @@ CASES = [
     ("duo-adam-beta", [*DUO, "--adam-beta1", "1.5"], "adam_beta1 and adam_beta2 must be in [0, 1)"),
     ("duo-preset", [*DUO, "--config", "nope"], "nope"),
     ("duo-mixed-precision", [*DUO, "--mixed-precision", "fp8"], "mixed_precision must be no, fp16 or bf16"),
+    ("duo-mine-rounds-negative", [*DUO, "--mine-rounds", "-1"], "mine_rounds must not be negative"),
+    ("duo-mine-every-0", [*DUO, "--mine-rounds", "2", "--mine-every", "0"], "mine_every and mined_pairs_per_round must be at least 1"),
+    ("duo-mine-num-tokens", [*DUO, "--mine-rounds", "2", "--mine-num-tokens", "80"], "mine_num_tokens must be between 1 and 75"),
     # baselines
     ("esd-iterations-0", [*ESD, "--iterations", "0"], "iterations must be at least 1"),
     ("esd-train-method", [*ESD, "--train-method", "everything"], "train_method must be one of"),

@@ -167,11 +167,12 @@ def generate_images(
     negative_prompts: Sequence[str] | None = None,
     progress: bool = False,
     prompt_embeds: torch.Tensor | None = None,
+    pooled_prompt_embeds: torch.Tensor | None = None,
 ) -> np.ndarray:
     """Generate one image per (prompt, seed); returns ``uint8 [N, H, W, 3]``.
 
-    ``prompt_embeds`` (``[N, L, D]``, SD 1.x/2.x) replaces ``prompts`` (pass ``None``) for attacks that
-    produce embeddings. Each image's initial noise comes from its own generator seeded with its seed,
+    ``prompt_embeds`` (``[N, L, D]``) replaces ``prompts`` (pass ``None``) for attacks that produce
+    embeddings; SDXL also takes ``pooled_prompt_embeds`` (``[N, P]``). Each image's initial noise comes from its own generator seeded with its seed,
     so an image does not depend on the batch it was generated in.
     """
     n = len(prompt_embeds) if prompt_embeds is not None else len(prompts or [])
@@ -187,6 +188,8 @@ def generate_images(
         if prompt_embeds is not None:
             dtype = pipe.text_encoder.dtype if getattr(pipe, "text_encoder", None) is not None else torch.float32
             kwargs["prompt_embeds"] = prompt_embeds[i : i + batch_size].to(pipe.device, dtype)
+            if pooled_prompt_embeds is not None:
+                kwargs["pooled_prompt_embeds"] = pooled_prompt_embeds[i : i + batch_size].to(pipe.device, dtype)
         else:
             kwargs["prompt"] = list(prompts[i : i + batch_size])  # type: ignore[index]
         # CPU generators: the same seed gives the same initial noise on every device.

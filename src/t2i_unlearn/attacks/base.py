@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 ATTACK_SET_FILE = "attack_set.json"
 EMBEDDINGS_FILE = "embeddings.safetensors"
+EMBEDDINGS_FILE_2 = "embeddings_2.safetensors"  # SDXL: the same tokens' vectors for the second text encoder
 
 
 class BudgetTracker:

@@ -57,6 +57,45 @@ def encode_embeds(text_encoder: Any, token_embeds: torch.Tensor) -> torch.Tensor
     return parts.final_layer_norm(last)
 
 
+def encode_embeds_penultimate(text_encoder: Any, token_embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(last, penultimate)`` hidden states ``[B, L, D]`` of the text encoder run on token embeddings.
+
+    ``last`` is :func:`encode_embeds`' output (after the final layer norm); ``penultimate`` is the
+    output of the second-to-last layer, without the norm: ``hidden_states[-2]``, what SDXL conditions on.
+    """
+    parts = _parts(text_encoder)
+    layers = parts.encoder.layers
+    captured: dict[str, torch.Tensor] = {}
+
+    def keep(_module: Any, _inputs: Any, output: Any) -> None:
+        captured["h"] = output[0] if isinstance(output, tuple) else output
+
+    # hidden_states[-2] is the embeddings' output when there is a single layer
+    handle = (layers[-2] if len(layers) >= 2 else parts.embeddings).register_forward_hook(keep)
+    try:
+        last = encode_embeds(text_encoder, token_embeds)
+    finally:
+        handle.remove()
+    return last, captured["h"]
+
+
+def pooled_position(text_encoder: Any, ids: torch.Tensor) -> int:
+    """Where the text encoder pools ``[L]`` ids: the first EOS; placeholders (-1) count as newly added tokens.
+
+    Mirrors transformers' CLIP: configs with the old ``eos_token_id`` 2 (SDXL's second encoder among
+    them) pool at the highest id instead, which is the last added token when a prompt holds
+    textual-inversion tokens.
+    """
+    config = getattr(text_encoder, "config", None)
+    eos = getattr(config, "eos_token_id", None)
+    ids = ids.clone()
+    holes = ids < 0
+    ids[holes] = int(getattr(config, "vocab_size", 0) or 0) + torch.arange(int(holes.sum()))
+    if eos == 2:
+        return int(ids.argmax())
+    return int((ids == eos).int().argmax())
+
+
 def encode_prompts(pipe: Any, prompts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
     """Text-encoder hidden states ``[N, L, D]`` of ``prompts`` padded to the tokenizer's length (what SD conditions on)."""
     out = []

@@ -22,7 +22,7 @@ from t2i_unlearn.methods.darkminer_config import DarkMinerConfig, load_config
 
 @config_flags(DarkMinerConfig, panel="Dark Miner settings (override --config)")
 def train_darkminer_cmd(
-    model: Annotated[str, typer.Option(help="toy, toy:quick, a pipeline directory or a hub id (SD 1.x/2.x).")],
+    model: Annotated[str, typer.Option(help="toy, toy:quick, a pipeline directory or a hub id (SD 1.x/2.x or SDXL).")],
     concept: Annotated[str, typer.Option(help="Concept preset (nudity, toy_striped, toy_circle ...) or YAML file: its unsafe prompts, judge and sampler.")],
     out: Annotated[Path, typer.Option(help="Output folder: LoRA, model card, manifest, mined embeddings, attack set, checkpoints.")],
     config: Annotated[str | None, typer.Option(help="Dark Miner config YAML or preset (toy, nudity).")] = None,
@@ -51,7 +51,7 @@ def train_darkminer_cmd(
         raise UserError(f"pool {pool} is not a folder of images (or a 'data pairs' folder)")
     from t2i_unlearn.methods.darkminer import check_family
 
-    check_family(model)  # SDXL / SD3: one line, before torch loads the model
+    check_family(model)  # SD3: one line, before torch loads the model
     from t2i_unlearn.methods import get_method
 
     outs = get_method("darkminer").train(model, spec, out, cfg, pool=pool, resume=resume, overwrite=overwrite, device=device, progress=True)

@@ -79,7 +79,7 @@ def train_duo_cmd(
     model: Annotated[str, typer.Option(help="toy, toy:quick, a pipeline directory or a hub id.")],
     data: Annotated[Path, typer.Option(help="Pair folder from 'data pairs' (or a folder of sub-concept pair folders).")],
     out: Annotated[Path, typer.Option(help="Output folder of the LoRA (one subfolder per sub-concept).")],
-    config: Annotated[str | None, typer.Option(help="DUO config YAML or preset (nudity, violence, sd3, toy).")] = None,
+    config: Annotated[str | None, typer.Option(help="DUO config YAML or preset (nudity, violence, sd3, toy, toy_authors, toy_mined).")] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the latest checkpoint in --out (a rerun of the same command does so anyway).")
     ] = False,
@@ -95,6 +95,10 @@ def train_duo_cmd(
     cfg = load_config(config, overrides)
     check_model_arg(model)
     pair_folders(data)  # a file, a missing folder or an unfinished 'data pairs' run: one line, before torch is imported
+    if cfg.mine_rounds:
+        from t2i_unlearn.methods.darkminer import check_family
+
+        check_family(model, "DUO's mine_rounds (Dark Miner's mining stage)")  # SD3: one line, before the model loads
     from t2i_unlearn.methods import get_method
 
     outs = get_method("duo").train(model, data, out, cfg, resume=resume, overwrite=overwrite, device=device, progress=True)

@@ -92,8 +92,13 @@ def sdedit(
     return np.concatenate(out)
 
 
-class _PairMaker:
-    """Makes one batch of pairs at a time; holds the pipelines, judge and counters."""
+class PairMaker:
+    """Makes one batch of pairs at a time; holds the pipelines, judge and counters.
+
+    :meth:`make` draws the unsafe images from the concept's prompts; DUO's mining rounds draw them from
+    a mined embedding instead and reuse :meth:`edit_safe` (the SDEdit twins, judge-filtered) and
+    :meth:`write_pair`.
+    """
 
     def __init__(self, pipe: Any, judge: Judge, spec: ConceptSpec, seed: int, out: Path):
         self.pipe, self.judge, self.spec, self.seed, self.out = pipe, judge, spec, seed, out
@@ -129,9 +134,15 @@ class _PairMaker:
         self.counts["unsafe_kept"] += len(kept)
         return kept
 
-    def _edit_safe(
+    def edit_safe(
         self, plan: list[tuple[int, PromptPair]], unsafe: dict[int, tuple[np.ndarray, int, float, int]]
     ) -> dict[int, tuple[np.ndarray, int, float, int]]:
+        """Safe twins of the ``unsafe`` images (pair index -> ``(image, seed, judge score, attempts)``) of ``plan``.
+
+        Each is an SDEdit with the spec's strength, steps and guidance, the pair's safe prompt and its
+        negative prompt (seed ``safe_seed(seed, pair, attempt)``), redrawn until the judge clears it, at
+        most ``max_attempts`` times. Returns the accepted edits in the same form; pairs without one are left out.
+        """
         s = self.spec.sdedit
         kept: dict[int, tuple[np.ndarray, int, float, int]] = {}
         pending = [(k, p) for k, p in plan if k in unsafe]
@@ -163,10 +174,8 @@ class _PairMaker:
 
     def make(self, plan: list[tuple[int, PromptPair]]) -> int:
         """Make the pairs of ``plan`` (``(pair index, prompts)``), write the accepted ones; returns how many."""
-        from t2i_unlearn.utils.io import atomic_save_image, atomic_write_json
-
         unsafe = self._draw_unsafe(plan)
-        safe = self._edit_safe(plan, unsafe)
+        safe = self.edit_safe(plan, unsafe)
         made = 0
         for k, p in plan:
             if k not in safe:
@@ -175,34 +184,41 @@ class _PairMaker:
                     "pair %d (%r): no %s image within %d attempts; skipped", k, p.unsafe, "unsafe" if k not in unsafe else "safe", self.spec.max_attempts
                 )
                 continue
-            atomic_save_image(self.out / "unsafe" / f"{k:06d}.png", unsafe[k][0])
-            atomic_save_image(self.out / "safe" / f"{k:06d}.png", safe[k][0])
-            g, s = self.spec.generation, self.spec.sdedit
-            record = {
-                "pair_id": k,
-                "concept": self.spec.name,
-                "unsafe_prompt": p.unsafe,
-                "safe_prompt": p.safe,
-                "sampler": self.sampler,
-                "unsafe_seed": unsafe[k][1],
-                "unsafe_steps": g.steps,
-                "unsafe_guidance": g.guidance,
-                "unsafe_judge_score": unsafe[k][2],
-                "unsafe_attempts": unsafe[k][3],
-                "safe_seed": safe[k][1],
-                "safe_strength": s.strength,
-                "safe_negative_prompt": p.negative_prompt,
-                "safe_steps": s.steps,
-                "safe_guidance": s.guidance,
-                "safe_judge_score": safe[k][2],
-                "safe_attempts": safe[k][3],
-            }
-            # the record is written last: a pair counts as done only once its images are in place
-            atomic_write_json(self.out / RECORDS / f"{k:06d}.json", record)
+            self.write_pair(k, p, unsafe[k], safe[k])
             made += 1
         if made:
             write_metadata(self.out)
         return made
+
+    def write_pair(self, k: int, p: PromptPair, unsafe: tuple[np.ndarray, int, float, int], safe: tuple[np.ndarray, int, float, int], **extra: Any) -> None:
+        """Write pair ``k``'s two images and then its record (``extra`` fields override or add to it); the caller refreshes ``metadata.jsonl``."""
+        from t2i_unlearn.utils.io import atomic_save_image, atomic_write_json
+
+        atomic_save_image(self.out / "unsafe" / f"{k:06d}.png", unsafe[0])
+        atomic_save_image(self.out / "safe" / f"{k:06d}.png", safe[0])
+        g, s = self.spec.generation, self.spec.sdedit
+        record = {
+            "pair_id": k,
+            "concept": self.spec.name,
+            "unsafe_prompt": p.unsafe,
+            "safe_prompt": p.safe,
+            "sampler": self.sampler,
+            "unsafe_seed": unsafe[1],
+            "unsafe_steps": g.steps,
+            "unsafe_guidance": g.guidance,
+            "unsafe_judge_score": unsafe[2],
+            "unsafe_attempts": unsafe[3],
+            "safe_seed": safe[1],
+            "safe_strength": s.strength,
+            "safe_negative_prompt": p.negative_prompt,
+            "safe_steps": s.steps,
+            "safe_guidance": s.guidance,
+            "safe_judge_score": safe[2],
+            "safe_attempts": safe[3],
+            **extra,
+        }
+        # the record is written last: a pair counts as done only once its images are in place
+        atomic_write_json(self.out / RECORDS / f"{k:06d}.json", record)
 
     def make_preserve(self, plan: list[tuple[int, str]]) -> int:
         """Draw the preserve images of ``plan`` (``(index, prompt)``), keep those the judge clears; returns how many."""
@@ -361,11 +377,11 @@ def _generate(
     keep_todo = [(i, p) for i, p in preserve_plan(concept) if i not in kept]
     judge = build_judge(concept.judge, model)  # type: ignore[arg-type]
     stats: dict[str, Any] = {"requested": len(plan), "already_done": len(done)}
-    maker: _PairMaker | None = None
+    maker: PairMaker | None = None
     if todo or keep_todo:
         logger.info("%d of %d pairs to make (%d already done)", len(todo), len(plan), len(done))
         pipe = load_pipeline(model, device=device, dtype=dtype or torch.float32)
-        maker = _PairMaker(pipe, judge, concept, seed, out)
+        maker = PairMaker(pipe, judge, concept, seed, out)
         # Written only once the model and judge are loaded, so a run that fails before drawing leaves
         # nothing; while work is pending the folder has no manifest.json, which marks it unfinished.
         atomic_write_json(settings_path, settings)

@@ -22,8 +22,10 @@ Attack-set JSON (``format: t2i_unlearn.attack_set``, ``version: 1``)::
 
 ``embeddings.kind`` is ``textual_inversion`` (the safetensors file maps new tokens, used inside
 the prompts, to their embedding vectors ``[D]`` or ``[k, D]``) or ``prompt_embeds`` (each prompt's
-``embedding`` names a tensor ``[L, D]`` in the file that replaces the text encoder's output). The
-file path is relative to the JSON file. Every field except ``prompts[].prompt`` is optional.
+``embedding`` names a tensor ``[L, D]`` in the file that replaces the text encoder's output). A
+textual-inversion set for SDXL also names ``file_2``: the same tokens' vectors for the second text
+encoder (Dark Miner writes such sets). The file paths are relative to the JSON file. Every field
+except ``prompts[].prompt`` is optional.
 """
 
 from __future__ import annotations
@@ -189,10 +191,14 @@ def _load_attack(path: Path) -> tuple[list[PromptItem], dict[str, Any] | None, d
     if embeddings is not None:
         if not isinstance(embeddings, dict) or "file" not in embeddings or embeddings.get("kind") not in ("textual_inversion", "prompt_embeds"):
             raise UserError(f'attack set {path}: "embeddings" needs "file" and "kind" (textual_inversion or prompt_embeds)')
-        file = (path.parent / embeddings["file"]).resolve()
-        if not file.is_file():
-            raise UserError(f"attack set {path}: embeddings file {file} does not exist")
-        embeddings = {**embeddings, "file": str(file)}
+        resolved = {}
+        for key in ("file", "file_2"):
+            if key in embeddings:
+                file = (path.parent / str(embeddings[key])).resolve()
+                if not file.is_file():
+                    raise UserError(f"attack set {path}: embeddings file {file} does not exist")
+                resolved[key] = str(file)
+        embeddings = {**embeddings, **resolved}
     items = []
     for i, entry in enumerate(prompts):
         where = f"attack set {path}, prompts[{i}]"

@@ -167,24 +167,36 @@ def _load_attack_embeddings(pipe: Any, ps: PromptSet) -> dict[str, Any] | None:
         return tensors
     if not hasattr(pipe, "load_textual_inversion"):
         raise UserError(f"{type(pipe).__name__} cannot load textual-inversion tokens")
-    if getattr(pipe, "text_encoder_2", None) is not None:
+    two = getattr(pipe, "text_encoder_2", None) is not None
+    if two != ("file_2" in ps.embeddings):
+        held = "two CLIP text encoders (SDXL)" if "file_2" in ps.embeddings else "one CLIP text encoder"
         raise UserError(
-            f"attack set {ps.name} holds learned token embeddings for one CLIP text encoder; "
-            f"{type(pipe).__name__} has several, so it cannot replay them (prompt-only attack sets replay on any model)"
+            f"attack set {ps.name} holds learned token embeddings for {held}; {type(pipe).__name__} has "
+            f"{'two' if two else 'one'}, so it cannot replay them (prompt-only attack sets replay on any model)"
         )
-    width = pipe.text_encoder.get_input_embeddings().weight.shape[-1]
-    vocab = pipe.tokenizer.get_vocab()
-    for token, tensor in tensors.items():
-        if tensor.shape[-1] != width:
-            raise UserError(
-                f"attack set {ps.name}: token {token!r} has width {tensor.shape[-1]}, this model's text encoder {width}; "
-                "learned embeddings replay only on models with the same text encoder"
-            )
-        if token not in vocab:
-            try:
-                pipe.load_textual_inversion({token: tensor}, token=token)
-            except (ValueError, RuntimeError) as exc:
-                raise UserError(f"cannot load textual-inversion token {token!r}: {str(exc).splitlines()[0]}") from exc
+    encoders = [(pipe.tokenizer, pipe.text_encoder, tensors)]
+    if two:  # SDXL: each token also goes into the second tokenizer and encoder, with its own vectors
+        try:
+            tensors_2 = load_file(ps.embeddings["file_2"])
+        except Exception as exc:
+            raise UserError(f"attack embeddings {ps.embeddings['file_2']} are unreadable ({type(exc).__name__})") from exc
+        if set(tensors_2) != set(tensors):
+            raise UserError(f"attack set {ps.name}: its two embedding files name different tokens")
+        encoders.append((pipe.tokenizer_2, pipe.text_encoder_2, tensors_2))
+    for tokenizer, text_encoder, table in encoders:
+        width = text_encoder.get_input_embeddings().weight.shape[-1]
+        vocab = tokenizer.get_vocab()
+        for token, tensor in table.items():
+            if tensor.shape[-1] != width:
+                raise UserError(
+                    f"attack set {ps.name}: token {token!r} has width {tensor.shape[-1]}, this model's text encoder {width}; "
+                    "learned embeddings replay only on models with the same text encoder"
+                )
+            if token not in vocab:
+                try:
+                    pipe.load_textual_inversion({token: tensor}, token=token, text_encoder=text_encoder, tokenizer=tokenizer)
+                except (ValueError, RuntimeError) as exc:
+                    raise UserError(f"cannot load textual-inversion token {token!r}: {str(exc).splitlines()[0]}") from exc
     return None
 
 

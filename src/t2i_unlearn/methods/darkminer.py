@@ -12,8 +12,11 @@ model draws for an anchor ``c0``::
 
 ``c`` is K token embeddings placed between the text encoder's BOS and EOS tokens (a multi-vector
 textual-inversion token), so a mined ``c`` replays through ``eval --attack`` like Concept Inversion's
-token. Embeddings that passed verification in earlier rounds stay in the circumvent set. The loop
-stops after ``patience`` consecutive rounds without a verified embedding, or after ``rounds``.
+token. On SDXL ``c`` holds K vectors for each of the two encoders (stored side by side, ``[K, D1 + D2]``);
+the UNet sees both encoders' penultimate states and the pooled embedding that follows from encoder 2's
+output, exactly what a prompt holding the token would give (:func:`encode_mined`); ``-c`` negates both sets.
+Embeddings that passed verification in earlier rounds stay in the circumvent set. The loop stops after
+``patience`` consecutive rounds without a verified embedding, or after ``rounds``.
 
 The loss terms are the pure functions below; then the three stages (:func:`mine`, :func:`verify`,
 :func:`circumvent`), each testable alone on a :class:`MinerSetup`; then the loop (:func:`train_darkminer`).
@@ -121,12 +124,9 @@ def token_template(tokenizer: Any, num_tokens: int) -> torch.Tensor:
     return sequence_ids(tokenizer, [-1] * num_tokens)
 
 
-def encode_tokens(text_encoder: Any, template: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
-    """Text-encoder hidden states ``[B, L, D]`` with the ``[B, K, D]`` (or ``[K, D]``) vectors at the template's placeholders.
-
-    Gradients flow to ``vectors``. Equals ``text_encoder(ids)`` when the vectors are the embeddings of real token ids.
-    """
-    from t2i_unlearn.attacks.text import encode_embeds, token_embedding_matrix
+def _token_embeds(text_encoder: Any, template: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+    """Input token embeddings ``[B, L, D]``: the template's, with the ``[B, K, D]`` vectors at its placeholders."""
+    from t2i_unlearn.attacks.text import token_embedding_matrix
 
     if vectors.ndim == 2:
         vectors = vectors.unsqueeze(0)
@@ -134,23 +134,88 @@ def encode_tokens(text_encoder: Any, template: torch.Tensor, vectors: torch.Tens
     table = token_embedding_matrix(text_encoder)
     base = table[template.clamp(min=0).to(table.device)].detach()  # [L, D]
     b = vectors.shape[0]
-    embeds = torch.cat([base[:1].expand(b, 1, -1), vectors.to(table), base[k + 1 :].expand(b, -1, -1)], dim=1)
-    return encode_embeds(text_encoder, embeds)
+    return torch.cat([base[:1].expand(b, 1, -1), vectors.to(table), base[k + 1 :].expand(b, -1, -1)], dim=1)
 
 
-def initial_vectors(tokenizer: Any, text_encoder: Any, config: DarkMinerConfig, prompt: str, gen: torch.Generator) -> torch.Tensor:
-    """The starting ``[K, D]`` embeddings: the prompt's token embeddings cycled to K (``init: prompt``) or random ones."""
+def encode_tokens(text_encoder: Any, template: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+    """Text-encoder hidden states ``[B, L, D]`` with the ``[B, K, D]`` (or ``[K, D]``) vectors at the template's placeholders.
+
+    Gradients flow to ``vectors``. Equals ``text_encoder(ids)`` when the vectors are the embeddings of real token ids.
+    """
+    from t2i_unlearn.attacks.text import encode_embeds
+
+    return encode_embeds(text_encoder, _token_embeds(text_encoder, template, vectors))
+
+
+def text_encoders(pipe: Any) -> list[tuple[Any, Any]]:
+    """``(tokenizer, text encoder)`` of each CLIP encoder a mined ``c`` feeds: one (SD 1.x/2.x) or two (SDXL)."""
+    pairs = [(pipe.tokenizer, pipe.text_encoder)]
+    if getattr(pipe, "text_encoder_2", None) is not None:
+        pairs.append((pipe.tokenizer_2, pipe.text_encoder_2))
+    return pairs
+
+
+def token_templates(pipe: Any, num_tokens: int) -> list[torch.Tensor]:
+    """One :func:`token_template` per text encoder (each with its own tokenizer's BOS, EOS and padding)."""
+    return [token_template(tok, num_tokens) for tok, _ in text_encoders(pipe)]
+
+
+def token_widths(pipe: Any) -> list[int]:
+    """Width of each text encoder's token embeddings; a mined ``c`` is ``[K, sum(widths)]``, the encoders' parts side by side."""
+    from t2i_unlearn.attacks.text import token_embedding_matrix
+
+    return [int(token_embedding_matrix(te).shape[-1]) for _, te in text_encoders(pipe)]
+
+
+def encode_mined(pipe: Any, templates: list[torch.Tensor], vectors: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The UNet conditioning of mined vectors ``[B, K, D]`` (or ``[K, D]``): what a prompt holding them encodes to.
+
+    SD 1.x/2.x: ``{"encoder_hidden_states"}``, the text encoder's last hidden states. SDXL: ``c`` holds
+    one set of K vectors per encoder (``D = D1 + D2``); each set sits between its encoder's BOS and EOS;
+    ``encoder_hidden_states`` is both encoders' penultimate hidden states side by side and ``text_embeds``
+    the second encoder's projected pooled output, as the pipeline's own ``encode_prompt`` builds them.
+    Gradients flow to ``vectors``.
+    """
+    from t2i_unlearn.attacks.text import encode_embeds_penultimate, pooled_position
+
+    encoders = text_encoders(pipe)
+    if len(encoders) == 1:
+        return {"encoder_hidden_states": encode_tokens(pipe.text_encoder, templates[0], vectors)}
+    parts = torch.split(vectors, token_widths(pipe), dim=-1)
+    hidden, last = [], None
+    for (_, te), template, part in zip(encoders, templates, parts, strict=True):
+        last, penultimate = encode_embeds_penultimate(te, _token_embeds(te, template, part))
+        hidden.append(penultimate)
+    te2, template2 = encoders[-1][1], templates[-1]
+    pooled = te2.text_projection(last[:, pooled_position(te2, template2)])  # type: ignore[index]
+    return {"encoder_hidden_states": torch.cat(hidden, dim=-1), "text_embeds": pooled}
+
+
+def initial_vectors(pipe: Any, config: DarkMinerConfig, prompt: str, gen: torch.Generator) -> torch.Tensor:
+    """The starting ``[K, D]`` embeddings: the prompt's token embeddings cycled to K (``init: prompt``) or random ones.
+
+    With two text encoders (SDXL) each encoder's part comes from its own embedding table, side by side.
+    """
     from t2i_unlearn.attacks.text import prompt_ids, token_embedding_matrix
 
-    table = token_embedding_matrix(text_encoder).detach().float().cpu()
     k = config.num_tokens
-    if config.init == "prompt":
-        ids = prompt_ids(tokenizer, prompt)
-        if not ids:
-            raise UserError(f"concept prompt {prompt!r} has no tokens to start mining from")
-        return table[[ids[i % len(ids)] for i in range(k)]].clone()
-    mean, std = table.mean(0), table.std()
-    return mean + std * torch.randn((k, table.shape[1]), generator=gen)
+    parts = []
+    for tokenizer, text_encoder in text_encoders(pipe):
+        table = token_embedding_matrix(text_encoder).detach().float().cpu()
+        if config.init == "prompt":
+            ids = prompt_ids(tokenizer, prompt)
+            if not ids:
+                raise UserError(f"concept prompt {prompt!r} has no tokens to start mining from")
+            parts.append(table[[ids[i % len(ids)] for i in range(k)]].clone())
+        else:
+            mean, std = table.mean(0), table.std()
+            parts.append(mean + std * torch.randn((k, table.shape[1]), generator=gen))
+    return torch.cat(parts, dim=-1)
+
+
+def _expand(cond: dict[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:
+    """A one-row conditioning repeated ``n`` times along the batch (a view)."""
+    return {k: v.expand(n, *v.shape[1:]) for k, v in cond.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,25 +225,29 @@ def initial_vectors(tokenizer: Any, text_encoder: Any, config: DarkMinerConfig, 
 
 @dataclass
 class MinerSetup:
-    """Everything the stages use. ``net`` is ``pipe``'s denoiser carrying the LoRA (``pipe`` draws with it)."""
+    """Everything the stages use. ``net`` is ``pipe``'s denoiser carrying the LoRA (``pipe`` draws with it).
+
+    Mining needs only the fields up to ``templates`` (DUO's mining rounds build such a setup with
+    :func:`mining_setup`); verifying also needs the pool features, the encoder and the judge, and
+    circumventing the anchor and empty-prompt conditioning.
+    """
 
     pipe: Any
     net: Any
-    ops: Any
+    ops: Any  # a training.Family: noising, target, forward with a conditioning dict
     family: str
     spec: Any
     config: DarkMinerConfig
     device: torch.device
-    pool_images: np.ndarray
     latents: torch.Tensor  # [N, C, h, w] pool latents (VAE mean, scaled), on the CPU
-    pool_features: torch.Tensor  # [N, D] encoder features of the pool images
-    encoder: Any  # .features(uint8 images) -> np.ndarray [N, D]; .info()
-    judge: Any
-    template: torch.Tensor
-    anchor: torch.Tensor  # [1, L, D] hidden states of the anchor prompt
-    empty: torch.Tensor  # [1, L, D] of ""
+    templates: list[torch.Tensor]  # one [L] template per text encoder (token_templates)
+    pool_images: np.ndarray | None = None
+    pool_features: torch.Tensor | None = None  # [N, D] encoder features of the pool images
+    encoder: Any = None  # .features(uint8 images) -> np.ndarray [N, D]; .info()
+    judge: Any = None
+    anchor: dict[str, torch.Tensor] = field(default_factory=dict)  # one-row conditioning of the anchor prompt
+    empty: dict[str, torch.Tensor] = field(default_factory=dict)  # ... of ""
     model: str = ""
-    info: dict[str, Any] = field(default_factory=dict)
 
 
 def _stage_generator(seed: int, round_index: int, stage: int) -> torch.Generator:
@@ -186,8 +255,8 @@ def _stage_generator(seed: int, round_index: int, stage: int) -> torch.Generator
     return torch.Generator().manual_seed(seed * 1_000_003 + 7919 * round_index + 104_729 * stage + 11)
 
 
-def check_family(model: str) -> None:
-    """:class:`UserError` before loading when a local pipeline is SDXL or SD3 (Dark Miner mines one CLIP encoder's tokens)."""
+def check_family(model: str, who: str = "Dark Miner") -> None:
+    """:class:`UserError` before loading when a local pipeline is SD3 (Dark Miner mines CLIP tokens: SD 1.x/2.x, SDXL)."""
     from t2i_unlearn.models import resolve_model
 
     index = Path(resolve_model(model)) / "model_index.json"
@@ -197,14 +266,18 @@ def check_family(model: str) -> None:
         name = str(json.loads(index.read_text()).get("_class_name", ""))
     except (OSError, ValueError):
         return  # the loader names the problem
-    _refuse_family(name, model)
+    _refuse_family(name, model, who)
 
 
-def _refuse_family(pipeline_class: str, model: str) -> None:
-    if "XL" in pipeline_class or "StableDiffusion3" in pipeline_class:
+def check_pipeline(pipe: Any, who: str = "Dark Miner") -> None:
+    """:class:`UserError` unless ``pipe`` is SD 1.x/2.x or SDXL (the families whose CLIP tokens are mined)."""
+    _refuse_family(type(pipe).__name__, "this model", who)
+
+
+def _refuse_family(pipeline_class: str, model: str, who: str = "Dark Miner") -> None:
+    if "StableDiffusion3" in pipeline_class:
         raise UserError(
-            f"Dark Miner supports SD 1.x/2.x (one CLIP text encoder); {model} is a {pipeline_class}, "
-            "whose several text encoders and pooled embeddings it does not mine yet"
+            f"{who} supports SD 1.x/2.x and SDXL (CLIP text encoders); {model} is a {pipeline_class}, whose T5 encoder and joint transformer it does not mine"
         )
 
 
@@ -264,13 +337,13 @@ def prepare(
     """Load ``model``, add the LoRA (or load ``lora_state_file``), encode the pool and build E and the judge.
 
     ``pool`` is ``uint8 [N, H, W, 3]`` concept images; None draws ``pool_size`` of them with the base
-    model (before any checkpoint is loaded). SD 1.x/2.x only (:class:`UserError` otherwise).
+    model (before any checkpoint is loaded). SD 1.x/2.x and SDXL (:class:`UserError` otherwise).
     """
     from safetensors.torch import load_file
 
     from t2i_unlearn import adapters
     from t2i_unlearn.judges import build_judge
-    from t2i_unlearn.methods.duo import _DDPMFamily, encode_latents
+    from t2i_unlearn.methods.training import DDPMFamily, encode_latents
     from t2i_unlearn.metrics.backends import make_image_features
     from t2i_unlearn.models import load_pipeline, pipeline_family
 
@@ -278,8 +351,9 @@ def prepare(
     pipe = load_pipeline(model, device=dev, dtype=torch.float32)
     _refuse_family(type(pipe).__name__, model)
     family = pipeline_family(pipe)
-    for part in (pipe.text_encoder, pipe.vae, pipe.unet):
-        part.requires_grad_(False)
+    for part in (pipe.text_encoder, getattr(pipe, "text_encoder_2", None), pipe.vae, pipe.unet):
+        if part is not None:
+            part.requires_grad_(False)
     judge = build_judge(spec.judge, model)
     if pool is None:
         pool = draw_pool(pipe, spec, judge, config)
@@ -292,21 +366,29 @@ def prepare(
     if config.gradient_checkpointing:
         net.enable_gradient_checkpointing()
     net.eval()
-    ops = _DDPMFamily(pipe, config)  # type: ignore[arg-type]  # reads t_max only
+    ops = DDPMFamily(pipe, config)  # reads t_max only
     latents, _ = encode_latents(pipe.vae, pool, dev)
     encoder = make_image_features(_encoder_kind(config, spec), model, device=str(dev))
     pool_features = torch.from_numpy(np.asarray(encoder.features(pool))).float()
-    template = token_template(pipe.tokenizer, config.num_tokens)
-    with torch.no_grad():
-        anchor = _encode_prompt(pipe, config.anchor_prompt)
-        empty = _encode_prompt(pipe, "")
-    return MinerSetup(pipe, net, ops, family, spec, config, dev, pool, latents, pool_features, encoder, judge, template, anchor, empty, model)
+    # the anchor and "" through the pipeline's own prompt encoding (SDXL: both encoders and the pooled embedding)
+    anchor, empty = ops.encode_prompts([config.anchor_prompt], dev), ops.encode_prompts([""], dev)
+    return MinerSetup(
+        pipe, net, ops, family, spec, config, dev, latents, token_templates(pipe, config.num_tokens),
+        pool_images=pool, pool_features=pool_features, encoder=encoder, judge=judge, anchor=anchor, empty=empty, model=model,
+    )  # fmt: skip
 
 
-def _encode_prompt(pipe: Any, prompt: str) -> torch.Tensor:
-    from t2i_unlearn.attacks.text import encode_prompts
+def mining_setup(pipe: Any, net: Any, ops: Any, spec: Any, config: DarkMinerConfig, latents: torch.Tensor, device: torch.device) -> MinerSetup:
+    """A :class:`MinerSetup` for :func:`mine` alone, on a model someone else loaded and adapted (DUO's mining rounds).
 
-    return encode_prompts(pipe, [prompt]).float()
+    ``net`` is ``pipe``'s denoiser with its LoRA, ``ops`` a :class:`~t2i_unlearn.methods.training.Family`
+    of ``pipe``, ``latents`` the pool's VAE latents (mean, scaled), on the CPU.
+    """
+    from t2i_unlearn.models import pipeline_family
+
+    check_pipeline(pipe)
+    family = pipeline_family(pipe)
+    return MinerSetup(pipe, net, ops, family, spec, config, device, latents, token_templates(pipe, config.num_tokens))
 
 
 def _noised(setup: MinerSetup, gen: torch.Generator, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -320,8 +402,13 @@ def _noised(setup: MinerSetup, gen: torch.Generator, n: int) -> tuple[torch.Tens
     return setup.ops.noisy(z, noise, t), t, setup.ops.target(z, noise, t)
 
 
-def _predict(setup: MinerSetup, x: torch.Tensor, t: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
-    return setup.ops.forward(setup.net, x, t, {"encoder_hidden_states": hidden}).float()
+def _predict(setup: MinerSetup, x: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
+    return setup.ops.forward(setup.net, x, t, cond).float()
+
+
+def condition(setup: MinerSetup, vectors: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The conditioning of mined vectors ``[B, K, D]`` (or ``[K, D]``) on the setup's model (:func:`encode_mined`)."""
+    return encode_mined(setup.pipe, setup.templates, vectors.to(setup.device))
 
 
 def mining_objective(setup: MinerSetup, vectors: torch.Tensor, seed: int = 0, n: int = 8) -> float:
@@ -329,8 +416,8 @@ def mining_objective(setup: MinerSetup, vectors: torch.Tensor, seed: int = 0, n:
     gen = torch.Generator().manual_seed(seed)
     x, t, target = _noised(setup, gen, n)
     with torch.no_grad():
-        hidden = encode_tokens(setup.pipe.text_encoder, setup.template, vectors.to(setup.device)).expand(n, -1, -1)
-        return float(mining_loss(_predict(setup, x, t, hidden), target))
+        cond = _expand(condition(setup, vectors), n)
+        return float(mining_loss(_predict(setup, x, t, cond), target))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -347,7 +434,7 @@ def mine(setup: MinerSetup, round_index: int, bar: Any = None) -> tuple[torch.Te
     cfg = setup.config
     gen = _stage_generator(cfg.seed, round_index, 0)
     prompts = [p.unsafe for p in setup.spec.prompts]
-    start = initial_vectors(setup.pipe.tokenizer, setup.pipe.text_encoder, cfg, prompts[round_index % len(prompts)], gen)
+    start = initial_vectors(setup.pipe, cfg, prompts[round_index % len(prompts)], gen)
     check_seed = cfg.seed * 31 + round_index
     loss_init = mining_objective(setup, start, check_seed)
     vectors = start.clone().to(setup.device).requires_grad_(True)
@@ -355,8 +442,8 @@ def mine(setup: MinerSetup, round_index: int, bar: Any = None) -> tuple[torch.Te
     setup.net.eval()
     for _ in range(cfg.mine_steps):
         x, t, target = _noised(setup, gen, cfg.mine_batch_size)
-        hidden = encode_tokens(setup.pipe.text_encoder, setup.template, vectors.unsqueeze(0).expand(len(x), -1, -1))
-        loss = mining_loss(_predict(setup, x, t, hidden), target)
+        cond = condition(setup, vectors.unsqueeze(0).expand(len(x), -1, -1))
+        loss = mining_loss(_predict(setup, x, t, cond), target)
         (grad,) = torch.autograd.grad(loss, [vectors])  # the LoRA and the model stay as they are
         vectors.grad = grad
         optimizer.step()
@@ -366,6 +453,22 @@ def mine(setup: MinerSetup, round_index: int, bar: Any = None) -> tuple[torch.Te
             bar.set_postfix(loss=f"{loss.item():.4f}")
     mined = vectors.detach().float().cpu()
     return mined, {"loss_init": loss_init, "loss_final": mining_objective(setup, mined, check_seed)}
+
+
+def draw_mined(setup: MinerSetup, vectors: torch.Tensor, seeds: list[int]) -> np.ndarray:
+    """Images ``uint8 [N, H, W, 3]`` the setup's model (with its LoRA as it is) draws from the mined ``c``, one per seed.
+
+    Sampled with the concept's own settings (``generation:`` in the spec: steps, guidance, size).
+    """
+    from t2i_unlearn.models import generate_images
+
+    g = setup.spec.generation
+    with torch.no_grad():
+        cond = _expand(condition(setup, vectors), len(seeds))
+    return generate_images(
+        setup.pipe, None, seeds, steps=g.steps, guidance=g.guidance, height=g.height, width=g.width,
+        prompt_embeds=cond["encoder_hidden_states"], pooled_prompt_embeds=cond.get("text_embeds"),
+    )  # fmt: skip
 
 
 def verification_seeds(config: DarkMinerConfig, round_index: int) -> list[int]:
@@ -385,10 +488,8 @@ def verify(setup: MinerSetup, vectors: torch.Tensor, round_index: int) -> dict[s
     seeds = verification_seeds(cfg, round_index)
     reference = cfg.reference_prompt if cfg.reference_prompt is not None else cfg.anchor_prompt
     setup.net.eval()
-    with torch.no_grad():
-        hidden = encode_tokens(setup.pipe.text_encoder, setup.template, vectors.to(setup.device)).expand(len(seeds), -1, -1)
     common = {"steps": g.steps, "guidance": g.guidance, "height": g.height, "width": g.width}
-    images_c = generate_images(setup.pipe, None, seeds, prompt_embeds=hidden, **common)
+    images_c = draw_mined(setup, vectors, seeds)
     images_r = generate_images(setup.pipe, [reference] * len(seeds), seeds, **common)
     feats = torch.from_numpy(np.asarray(setup.encoder.features(np.concatenate([images_c, images_r])))).float()
     score = float(verification_score(feats[: len(seeds)], feats[len(seeds) :], setup.pool_features))
@@ -409,13 +510,15 @@ def circumvent(setup: MinerSetup, mined: list[torch.Tensor], round_index: int, b
     clipped at 1) per stage. Returns the mean ``loss``, ``circumvent`` and ``preserve`` terms of the
     stage's last quarter of steps.
     """
+    from t2i_unlearn.methods.training import cat_cond, index_cond
+
     cfg = setup.config
     gen = _stage_generator(cfg.seed, round_index, 2)
-    te, dev = setup.pipe.text_encoder, setup.device
+    dev = setup.device
     with torch.no_grad():
         stack = torch.stack([m.to(dev) for m in mined])  # [M, K, D]
-        cond = encode_tokens(te, setup.template, stack)  # [M, L, D]
-        negative = encode_tokens(te, setup.template, -stack)
+        cond = condition(setup, stack)  # [M, L, D] (+ SDXL's pooled [M, P])
+        negative = condition(setup, -stack)  # -c: every set of vectors negated
     params = [p for p in setup.net.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.circumvent_lr, weight_decay=0.0)
     weights = {"anchor": cfg.anchor_weight, "empty": cfg.empty_weight, "negative": cfg.negative_weight}
@@ -424,14 +527,14 @@ def circumvent(setup: MinerSetup, mined: list[torch.Tensor], round_index: int, b
     for _ in range(cfg.circumvent_steps):
         x, t, _ = _noised(setup, gen, b)
         j = torch.randint(len(mined), (b,), generator=gen).to(dev)
-        anchor, empty = setup.anchor.expand(b, -1, -1), setup.empty.expand(b, -1, -1)
+        anchor, empty, neg = _expand(setup.anchor, b), _expand(setup.empty, b), index_cond(negative, j)
         setup.net.eval()
         with torch.no_grad():
             setup.net.disable_adapters()
-            ref = _predict(setup, torch.cat([x, x, x]), torch.cat([t, t, t]), torch.cat([anchor, empty, negative[j]]))
+            ref = _predict(setup, torch.cat([x, x, x]), torch.cat([t, t, t]), cat_cond(anchor, empty, neg))
             setup.net.enable_adapters()
         setup.net.train()
-        pred = _predict(setup, torch.cat([x, x, x, x]), torch.cat([t, t, t, t]), torch.cat([cond[j], anchor, empty, negative[j]]))
+        pred = _predict(setup, torch.cat([x, x, x, x]), torch.cat([t, t, t, t]), cat_cond(index_cond(cond, j), anchor, empty, neg))
         frozen = {"anchor": ref[:b], "empty": ref[b : 2 * b], "negative": ref[2 * b :]}
         preds = {"anchor": pred[b : 2 * b], "empty": pred[2 * b : 3 * b], "negative": pred[3 * b :]}
         l_c = circumvent_loss(pred[:b], frozen["anchor"])
@@ -511,12 +614,19 @@ def _save_checkpoint(out: Path, stages_done: int, setup: MinerSetup, mined: dict
     return final
 
 
-def _write_mined(out: Path, round_index: int, vectors: torch.Tensor, meta: dict[str, Any]) -> Path:
+def per_encoder(vectors: torch.Tensor, widths: list[int]) -> list[torch.Tensor]:
+    """A mined ``[K, D1 (+ D2)]`` split into each text encoder's ``[K, Di]`` vectors (contiguous copies)."""
+    return [part.contiguous() for part in torch.split(vectors, widths, dim=-1)]
+
+
+def write_mined(path: Path, vectors: torch.Tensor, widths: list[int], meta: dict[str, Any]) -> Path:
+    """One mined embedding as a safetensors file: ``embedding`` ``[K, D1]`` (+ ``embedding_2`` ``[K, D2]``, SDXL's second encoder)."""
     from t2i_unlearn.utils.io import atomic_save_safetensors
 
-    path = out / MINED_DIR / f"round_{round_index:02d}.safetensors"
+    parts = per_encoder(vectors, widths)
+    tensors = {"embedding" if i == 0 else f"embedding_{i + 1}": part for i, part in enumerate(parts)}
     path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_save_safetensors(path, {"embedding": vectors.contiguous()}, metadata={k: str(v) for k, v in meta.items()})
+    return atomic_save_safetensors(path, tensors, metadata={k: str(v) for k, v in meta.items()})
 
 
 def token_name(round_index: int) -> str:
@@ -527,16 +637,25 @@ def token_name(round_index: int) -> str:
 def write_attack_set(out: Path, history: list[dict[str, Any]], mined: dict[str, torch.Tensor], setup: MinerSetup) -> Path:
     """``out/attack_set/``: every mined embedding as a K-vector textual-inversion token, one prompt per verification seed.
 
-    ``eval --attack out/attack_set/attack_set.json`` replays them on any model with the same text encoder.
+    ``eval --attack out/attack_set/attack_set.json`` replays them on any model with the same text
+    encoder(s). SDXL: ``embeddings.safetensors`` holds the first encoder's vectors of each token and
+    ``embeddings_2.safetensors`` the second's (diffusers' ``load_textual_inversion`` with
+    ``text_encoder_2`` / ``tokenizer_2``); the attack set names both.
     """
-    from t2i_unlearn.attacks.base import ATTACK_SET_FILE, EMBEDDINGS_FILE
+    from t2i_unlearn.attacks.base import ATTACK_SET_FILE, EMBEDDINGS_FILE, EMBEDDINGS_FILE_2
     from t2i_unlearn.evaluation.prompts import write_attack_set as write_set
     from t2i_unlearn.utils.io import atomic_save_safetensors
 
     folder = out / ATTACK_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    tokens = {token_name(h["round"]): mined[f"round_{h['round']:02d}"] for h in history if f"round_{h['round']:02d}" in mined}
-    atomic_save_safetensors(folder / EMBEDDINGS_FILE, {k: v.contiguous() for k, v in tokens.items()})
+    widths = token_widths(setup.pipe)
+    tokens = {token_name(h["round"]): per_encoder(mined[f"round_{h['round']:02d}"], widths) for h in history if f"round_{h['round']:02d}" in mined}
+    files = [EMBEDDINGS_FILE, EMBEDDINGS_FILE_2][: len(widths)]
+    for i, name in enumerate(files):
+        atomic_save_safetensors(folder / name, {k: v[i] for k, v in tokens.items()})
+    embeddings = {"file": EMBEDDINGS_FILE, "kind": "textual_inversion"}
+    if len(files) == 2:
+        embeddings["file_2"] = EMBEDDINGS_FILE_2
     prompts = []
     for h in history:
         for seed in verification_seeds(setup.config, h["round"]):
@@ -548,7 +667,7 @@ def write_attack_set(out: Path, history: list[dict[str, Any]], mined: dict[str, 
         concept=setup.spec.name,
         target_model=setup.model,
         settings=setup.config.to_dict(),
-        embeddings={"file": EMBEDDINGS_FILE, "kind": "textual_inversion"},
+        embeddings=embeddings,
     )
 
 
@@ -586,7 +705,7 @@ def train_darkminer(
 
     from t2i_unlearn import adapters
     from t2i_unlearn.concepts import load_concept
-    from t2i_unlearn.methods.duo import _Logger
+    from t2i_unlearn.methods.training import TrainingLog
     from t2i_unlearn.models import resolve_model
     from t2i_unlearn.utils.io import DONE, atomic_write_json, claim_output, make_manifest
 
@@ -638,7 +757,7 @@ def train_darkminer(
     }
     atomic_write_json(out / "darkminer_config.json", settings)
     done = int(state["stages_done"])
-    log = _Logger(out, config, True, done)  # type: ignore[arg-type]  # reads report_to and to_dict only
+    log = TrainingLog(out, config, True, done)  # type: ignore[arg-type]  # reads report_to and to_dict only
     history: list[dict[str, Any]] = state["history"]
     logger.info("Dark Miner on %s: concept %s, %d pool images, up to %d rounds", model, spec.name, len(setup.pool_images), config.rounds)
 
@@ -655,7 +774,8 @@ def train_darkminer(
             if stage == 0:
                 vectors, info = mine(setup, r, bar)
                 mined[key] = vectors
-                _write_mined(out, r, vectors, {"round": r, "model": request["model"], "concept": spec.name, "num_tokens": config.num_tokens, **info})
+                meta = {"round": r, "model": request["model"], "concept": spec.name, "num_tokens": config.num_tokens, **info}
+                write_mined(out / MINED_DIR / f"{key}.safetensors", vectors, token_widths(setup.pipe), meta)
                 history.append({"round": r, **info})
             elif stage == 1:
                 info = verify(setup, mined[key], r)

@@ -31,6 +31,8 @@ import torch.nn.functional as F
 
 from t2i_unlearn.errors import UserError
 from t2i_unlearn.methods.duo_config import DUOConfig, config_from_dict, load_config
+from t2i_unlearn.methods.duo_mining import MINED_DIR, MINED_PAIRS_DIR
+from t2i_unlearn.methods.training import Family, TrainingLog, cat_cond, encode_latents, family_ops, index_cond
 
 logger = logging.getLogger(__name__)
 
@@ -79,157 +81,13 @@ _RESUMABLE_CHANGES = {"max_steps", "checkpoint_every", "keep_checkpoints", "log_
 
 
 # ---------------------------------------------------------------------------------------------
-# Model families: how to condition, noise, and read the prediction target
+# Model families (how to condition, noise, read the target) and VAE latents: in training.py,
+# shared with Dark Miner
 # ---------------------------------------------------------------------------------------------
 
 
-class _Family:
-    """What the trainer needs from a model family. ``cond`` is a dict of batch-first tensors."""
-
-    def __init__(self, pipe: Any, config: DUOConfig):
-        self.pipe, self.config = pipe, config
-
-    def encode_prompts(self, prompts: list[str], device: torch.device) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def sample_t(self, gen: torch.Generator, n: int) -> torch.Tensor:
-        raise NotImplementedError
-
-    def prior_t(self, n: int) -> torch.Tensor:
-        raise NotImplementedError
-
-    def noisy(self, z: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def target(self, z: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def forward(self, net: Any, x: torch.Tensor, t: torch.Tensor, cond: dict[str, Any]) -> torch.Tensor:
-        raise NotImplementedError
-
-
-class _DDPMFamily(_Family):
-    """SD 1.x/2.x and SDXL: discrete DDPM timesteps, epsilon or v-prediction."""
-
-    def __init__(self, pipe: Any, config: DUOConfig):
-        from diffusers import DDPMScheduler
-
-        super().__init__(pipe, config)
-        self.scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-        self.num_timesteps = int(self.scheduler.config.num_train_timesteps)
-        self.prediction_type = self.scheduler.config.prediction_type
-        if self.prediction_type not in ("epsilon", "v_prediction"):
-            raise UserError(f"unsupported prediction type {self.prediction_type!r} (epsilon or v_prediction)")
-        if config.t_max > self.num_timesteps:
-            raise UserError(f"t_max {config.t_max} exceeds the scheduler's {self.num_timesteps} timesteps")
-        self.is_xl = "XL" in type(pipe).__name__
-
-    def encode_prompts(self, prompts: list[str], device: torch.device) -> dict[str, Any]:
-        with torch.no_grad():
-            if self.is_xl:
-                emb, _, pooled, _ = self.pipe.encode_prompt(prompt=prompts, device=device, num_images_per_prompt=1, do_classifier_free_guidance=False)
-                return {"encoder_hidden_states": emb.float(), "text_embeds": pooled.float()}
-            emb, _ = self.pipe.encode_prompt(prompts, device, 1, False)
-            return {"encoder_hidden_states": emb.float()}
-
-    def sample_t(self, gen: torch.Generator, n: int) -> torch.Tensor:
-        return torch.randint(0, self.config.t_max, (n,), generator=gen)
-
-    def prior_t(self, n: int) -> torch.Tensor:
-        t = self.config.prior_timestep if self.config.prior_timestep is not None else self.num_timesteps - 1
-        return torch.full((n,), int(t), dtype=torch.long)
-
-    def noisy(self, z: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.scheduler.add_noise(z, noise, t)
-
-    def target(self, z: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return noise if self.prediction_type == "epsilon" else self.scheduler.get_velocity(z, noise, t)
-
-    def forward(self, net: Any, x: torch.Tensor, t: torch.Tensor, cond: dict[str, Any]) -> torch.Tensor:
-        kwargs: dict[str, Any] = {}
-        if self.is_xl:
-            h, w = x.shape[-2] * self.pipe.vae_scale_factor, x.shape[-1] * self.pipe.vae_scale_factor
-            # SDXL micro-conditioning: original size = target size = the training resolution, no crop
-            time_ids = torch.tensor([[h, w, 0, 0, h, w]], dtype=x.dtype, device=x.device).expand(x.shape[0], 6)
-            kwargs["added_cond_kwargs"] = {"text_embeds": cond["text_embeds"], "time_ids": time_ids}
-        return net(x, t, encoder_hidden_states=cond["encoder_hidden_states"], return_dict=False, **kwargs)[0]
-
-
-class _FlowFamily(_Family):
-    """SD3: rectified flow, x_u = (1 - u) z + u e, the network predicts the velocity e - z at timestep 1000 u."""
-
-    def __init__(self, pipe: Any, config: DUOConfig):
-        super().__init__(pipe, config)
-        self.num_timesteps = int(pipe.scheduler.config.num_train_timesteps)
-
-    def encode_prompts(self, prompts: list[str], device: torch.device) -> dict[str, Any]:
-        with torch.no_grad():
-            emb, _, pooled, _ = self.pipe.encode_prompt(
-                prompt=prompts, prompt_2=None, prompt_3=None, device=device, num_images_per_prompt=1, do_classifier_free_guidance=False
-            )
-        return {"encoder_hidden_states": emb.float(), "pooled_projections": pooled.float()}
-
-    def sample_t(self, gen: torch.Generator, n: int) -> torch.Tensor:
-        return self.config.flow_u_min + (self.config.flow_u_max - self.config.flow_u_min) * torch.rand((n,), generator=gen)
-
-    def prior_t(self, n: int) -> torch.Tensor:
-        return torch.ones(n)
-
-    def _u(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        return t.to(like.dtype).view(-1, *([1] * (like.ndim - 1)))
-
-    def noisy(self, z: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        u = self._u(t, z)
-        return (1.0 - u) * z + u * noise
-
-    def target(self, z: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return noise - z
-
-    def forward(self, net: Any, x: torch.Tensor, t: torch.Tensor, cond: dict[str, Any]) -> torch.Tensor:
-        return net(
-            hidden_states=x,
-            timestep=t.to(x.dtype) * self.num_timesteps,
-            encoder_hidden_states=cond["encoder_hidden_states"],
-            pooled_projections=cond["pooled_projections"],
-            return_dict=False,
-        )[0]
-
-
-def _family_ops(pipe: Any, config: DUOConfig) -> _Family:
-    from t2i_unlearn.models import pipeline_family
-
-    return _FlowFamily(pipe, config) if pipeline_family(pipe) == "sd3" else _DDPMFamily(pipe, config)
-
-
-def _index_cond(cond: dict[str, Any], index: torch.Tensor) -> dict[str, Any]:
-    return {k: v.index_select(0, index) for k, v in cond.items()}
-
-
-def _cat_cond(*conds: dict[str, Any]) -> dict[str, Any]:
-    return {k: torch.cat([c[k] for c in conds]) for k in conds[0]}
-
-
-# ---------------------------------------------------------------------------------------------
-# Data: encode the pairs once
-# ---------------------------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def encode_latents(vae: Any, images: Any, device: torch.device, batch_size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
-    """VAE latent distribution of ``uint8 [N, H, W, 3]`` images: ``(mean, std)``, already shifted and scaled.
-
-    A latent sample is ``mean + std * n`` with ``n ~ N(0, 1)``; the VAE's ``scaling_factor`` (and
-    ``shift_factor``, SD3) is applied to both. The trainer keeps the VAE in float32 (the SDXL VAE overflows in fp16).
-    """
-    scale = float(vae.config.scaling_factor)
-    shift = float(getattr(vae.config, "shift_factor", None) or 0.0)
-    means, stds = [], []
-    for i in range(0, len(images), batch_size):
-        x = (torch.as_tensor(images[i : i + batch_size]).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1.0).to(vae.dtype)
-        dist = vae.encode(x).latent_dist
-        means.append(((dist.mean.float() - shift) * scale).cpu())
-        stds.append((dist.std * scale).float().cpu())
-    return torch.cat(means), torch.cat(stds)
+def _family_ops(pipe: Any, config: DUOConfig) -> Family:
+    return family_ops(pipe, config)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,64 +111,6 @@ def batch_indices(num_pairs: int, batch_size: int, seed: int, step: int) -> torc
     return torch.tensor(out, dtype=torch.long)
 
 
-def _log_step(line: str) -> float:
-    """The step of a log line; infinity for a blank or half-written line (a killed run's last)."""
-    try:
-        return float(json.loads(line)["step"])
-    except (ValueError, KeyError, TypeError):
-        return float("inf")
-
-
-class _Logger:
-    """JSONL log (main process), plus TensorBoard / wandb when asked for and installed."""
-
-    def __init__(self, out: Path, config: DUOConfig, enabled: bool, resume_step: int):
-        self.enabled = enabled
-        self.path = out / "logs.jsonl"
-        self.tb = None
-        self.wandb = None
-        if not enabled:
-            return
-        if self.path.exists():
-            # drop lines past the checkpoint we resume from: they will be written again
-            keep = [ln for ln in self.path.read_text().splitlines() if _log_step(ln) <= resume_step]
-            from t2i_unlearn.utils.io import atomic_write_text
-
-            atomic_write_text(self.path, "".join(ln + "\n" for ln in keep))
-        if "tensorboard" in config.report_to:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.tb = SummaryWriter(str(out / "tensorboard"))
-            except ImportError:
-                logger.info("tensorboard is not installed; logging to logs.jsonl only")
-        if "wandb" in config.report_to:
-            try:
-                import wandb
-
-                self.wandb = wandb.init(project="t2i-unlearn", config=config.to_dict(), dir=str(out))
-            except ImportError:
-                logger.warning("wandb is not installed; logging to logs.jsonl only")
-
-    def log(self, row: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
-        for key, value in row.items():
-            if key != "step" and isinstance(value, int | float):
-                if self.tb is not None:
-                    self.tb.add_scalar(key, value, row["step"])
-        if self.wandb is not None:
-            self.wandb.log(row, step=row["step"])
-
-    def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
-        if self.wandb is not None:
-            self.wandb.finish()
-
-
 @dataclass
 class DUOData:
     """The pair folder, encoded once: VAE latent distributions and prompt conditioning.
@@ -332,6 +132,18 @@ class DUOData:
 
     def __len__(self) -> int:
         return len(self.unsafe_mean)
+
+    def add(self, latents: dict[str, torch.Tensor], cond: dict[str, torch.Tensor]) -> None:
+        """Append pairs (a mining round's, see :mod:`~t2i_unlearn.methods.duo_mining`): their ``unsafe_mean`` ...
+        ``safe_std`` latents, all conditioned on the one-row ``cond`` when pairs carry their own conditioning."""
+        if not latents:
+            return
+        n = len(latents["unsafe_mean"])
+        for name in ("unsafe_mean", "unsafe_std", "safe_mean", "safe_std"):
+            setattr(self, name, torch.cat([getattr(self, name), latents[name]]))
+        if self.pair_cond is not None:
+            rows = {k: v.to(self.pair_cond[k]).expand(n, *v.shape[1:]) for k, v in cond.items()}
+            self.pair_cond = cat_cond(self.pair_cond, rows)
 
 
 @dataclass
@@ -359,7 +171,7 @@ class DUOBatch:
     keep_cond: dict[str, Any] | None = None
 
 
-def draw_batch(ops: _Family, data: DUOData, config: DUOConfig, step: int, rank: int, world: int, device: torch.device) -> DUOBatch:
+def draw_batch(ops: Family, data: DUOData, config: DUOConfig, step: int, rank: int, world: int, device: torch.device) -> DUOBatch:
     """Draw step ``step``'s batch: pair indices, latent samples, noise and timesteps, for process ``rank`` of ``world``.
 
     The whole global batch is drawn on every process from one generator per step, then this
@@ -386,7 +198,7 @@ def draw_batch(ops: _Family, data: DUOData, config: DUOConfig, step: int, rank: 
         k_idx, k_noise, k_sample, t_keep = (v[lo:hi] for v in (k_idx, k_noise, k_sample, t_keep))
 
     scale = 1.0 if config.sample_latents else 0.0
-    empty = _index_cond(data.empty, torch.zeros(local, dtype=torch.long, device=device))
+    empty = index_cond(data.empty, torch.zeros(local, dtype=torch.long, device=device))
     batch = DUOBatch(
         z_safe=(data.safe_mean[idx] + scale * data.safe_std[idx] * n_safe).to(device),
         z_unsafe=(data.unsafe_mean[idx] + scale * data.unsafe_std[idx] * n_unsafe).to(device),
@@ -395,18 +207,18 @@ def draw_batch(ops: _Family, data: DUOData, config: DUOConfig, step: int, rank: 
         t_unsafe=t_unsafe.to(device),
         prior_noise=prior_noise.to(device),
         t_prior=ops.prior_t(local).to(device),
-        pair_cond=_index_cond(data.pair_cond, idx.to(device)) if data.pair_cond is not None else empty,
+        pair_cond=index_cond(data.pair_cond, idx.to(device)) if data.pair_cond is not None else empty,
         empty=empty,
     )
     if use_keep:
         batch.z_keep = (data.keep_mean[k_idx] + scale * data.keep_std[k_idx] * k_sample).to(device)
         batch.keep_noise, batch.t_keep = k_noise.to(device), t_keep.to(device)
-        batch.keep_cond = _index_cond(data.keep_cond, k_idx.to(device)) if data.keep_cond is not None else empty
+        batch.keep_cond = index_cond(data.keep_cond, k_idx.to(device)) if data.keep_cond is not None else empty
     return batch
 
 
 def duo_step(
-    ops: _Family, net: Any, adapter: Any, batch: DUOBatch, config: DUOConfig, weight_dtype: torch.dtype, autocast: Callable[[], Any]
+    ops: Family, net: Any, adapter: Any, batch: DUOBatch, config: DUOConfig, weight_dtype: torch.dtype, autocast: Callable[[], Any]
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """DUO's loss on one batch: ``L = L_DPO + lambda * L_prior (+ preserve_weight * L_preserve)``.
 
@@ -421,12 +233,12 @@ def duo_step(
     local = len(batch.z_safe)
     x = torch.cat([ops.noisy(batch.z_safe, batch.noise, batch.t_safe), ops.noisy(batch.z_unsafe, batch.noise, batch.t_unsafe), batch.prior_noise])
     t = torch.cat([batch.t_safe, batch.t_unsafe, batch.t_prior])
-    cond = _cat_cond(batch.pair_cond, batch.pair_cond, batch.empty)
+    cond = cat_cond(batch.pair_cond, batch.pair_cond, batch.empty)
     use_keep = batch.z_keep is not None
     if use_keep:
         x = torch.cat([x, ops.noisy(batch.z_keep, batch.keep_noise, batch.t_keep)])
         t = torch.cat([t, batch.t_keep])
-        cond = _cat_cond(cond, batch.keep_cond)
+        cond = cat_cond(cond, batch.keep_cond)
     cond = {k: v.to(weight_dtype) for k, v in cond.items()}
     x_in = x.to(weight_dtype)
     target = torch.cat([ops.target(batch.z_safe, batch.noise, batch.t_safe), ops.target(batch.z_unsafe, batch.noise, batch.t_unsafe)]).float()
@@ -526,14 +338,16 @@ def _starting_point(out: Path, config: DUOConfig, resume: bool, overwrite: bool,
         if start_step >= config.max_steps and (out / adapters.LORA_FILE).exists():
             return start_step, checkpoint, True
     elif main:  # a run stopped before its first checkpoint: start it over
-        for name in ("checkpoints", "logs.jsonl", "tensorboard", adapters.LORA_FILE):
+        for name in ("checkpoints", "logs.jsonl", "tensorboard", adapters.LORA_FILE, MINED_DIR, MINED_PAIRS_DIR):
             p = out / name
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
     accelerator.wait_for_everyone()
     return start_step, checkpoint, False
 
 
-def _save_checkpoint(out: Path, step: int, network: torch.nn.Module, optimizer: Any, scaler: Any, config: DUOConfig) -> Path:
+def _save_checkpoint(
+    out: Path, step: int, network: torch.nn.Module, optimizer: Any, scaler: Any, config: DUOConfig, extra: Callable[[Path], None] | None = None
+) -> Path:
     from safetensors.torch import save_file
 
     from t2i_unlearn.adapters import lora_state
@@ -547,6 +361,8 @@ def _save_checkpoint(out: Path, step: int, network: torch.nn.Module, optimizer: 
             state["scaler"] = scaler.state_dict()
         torch.save(state, tmp / "optimizer.pt")
         atomic_write_json(tmp / "state.json", {"step": step, "config": config.to_dict()})
+        if extra is not None:  # what else the run must resume with (the mining rounds' pairs)
+            extra(tmp)
     for old in _checkpoints(out)[: -config.keep_checkpoints]:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -578,7 +394,7 @@ def _setup_network(pipe: Any, family: str, config: DUOConfig, checkpoint: Path |
     return net
 
 
-def _encode_data(pipe: Any, ops: _Family, pairs: Any, config: DUOConfig, device: torch.device) -> DUOData:
+def _encode_data(pipe: Any, ops: Family, pairs: Any, config: DUOConfig, device: torch.device) -> DUOData:
     """Encode the pairs (and the preserve images when the term is on) once; the encoders go back to the CPU."""
     frozen = [getattr(pipe, name, None) for name in ("text_encoder", "text_encoder_2", "text_encoder_3", "vae")]
     for part in frozen:
@@ -620,7 +436,7 @@ def _duo_recogniser(config: DUOConfig, data_hash: str) -> Any:
     from t2i_unlearn.adapters import LORA_FILE
     from t2i_unlearn.utils.io import DONE, OTHER, PARTIAL
 
-    bookkeeping = {"checkpoints", "logs.jsonl", "tensorboard", "duo_config.json", "wandb"}
+    bookkeeping = {"checkpoints", "logs.jsonl", "tensorboard", "duo_config.json", "wandb", MINED_DIR, MINED_PAIRS_DIR}
 
     def recognise(path: Path) -> tuple[str, str]:
         checkpoints = _checkpoints(path)
@@ -671,7 +487,9 @@ def train_duo(
     over the processes. A non-finite loss stops training with :class:`UserError`, keeping the last
     good checkpoint. With ``preserve_weight > 0`` and a pair folder without preserve images, the
     preservation term is left out: a warning, and ``preserve_weight_used: 0`` in the settings written
-    to ``duo_config.json``, the model card and the manifest.
+    to ``duo_config.json``, the model card and the manifest. With ``mine_rounds > 0`` training pauses at
+    the round boundaries for a mining round that adds pairs (:mod:`~t2i_unlearn.methods.duo_mining`;
+    ``out`` then also holds ``mined/`` and ``mined_pairs/``); with 0 (the default) nothing of it runs.
     """
     from accelerate import Accelerator
     from tqdm.auto import tqdm
@@ -716,6 +534,19 @@ def train_duo(
 
     params, net_p, optimizer = _setup_optimizer(net, config, checkpoint, accelerator)
     unwrapped = accelerator.unwrap_model(net_p)
+    miner = None
+    if config.mine_rounds:  # pairs mined against the adapter in rounds (duo_mining.py); off by default
+        from t2i_unlearn.methods.duo_mining import PairMiner
+
+        if world > 1:
+            raise UserError("mine_rounds runs on one process; train with mined pairs without 'accelerate launch' (or with one process)")
+        miner = PairMiner(pipe, unwrapped, ops, config, pairs, duo_data.unsafe_mean.clone(), model, out, dev, accelerator.autocast)
+        for mined in miner.restore(checkpoint):  # the pairs earlier rounds added, as the checkpoint holds them
+            duo_data.add(mined.latents, mined.cond)
+
+    def save_checkpoint(done: int) -> Path:
+        inner = optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer
+        return _save_checkpoint(out, done, unwrapped, inner, accelerator.scaler, config, miner.save if miner is not None else None)
 
     # ---- bookkeeping ----
     lam = config.effective_lambda
@@ -730,9 +561,11 @@ def train_duo(
     if preserve_off:
         settings["preserve_weight_used"] = 0.0
         settings["preserve_term"] = "off: the pair data has no preserve images (no `preserve:` prompts in its concept spec)"
+    if miner is not None:
+        settings["mining_after_steps"] = config.mining_steps()
     if main:
         atomic_write_json(out / "duo_config.json", settings)
-    log = _Logger(out, config, main, start_step)
+    log = TrainingLog(out, config, main, start_step)
     if main and start_step == 0:
         log.log({"step": 0, "base_lr": config.base_lr, "lr": config.effective_lr, "base_lambda": config.base_lambda, "lambda": lam, "beta": config.beta})
     logger.info(
@@ -753,6 +586,11 @@ def train_duo(
     last_good = checkpoint
     try:
         for step in range(start_step, config.max_steps):
+            if miner is not None and miner.due(step):  # a round boundary: mine, add pairs, checkpoint them
+                mined = miner.run(step)
+                duo_data.add(mined.latents, mined.cond)
+                log.log(mined.info)
+                last_good = save_checkpoint(step)
             batch = draw_batch(ops, duo_data, config, step, rank, world, dev)
             loss, logs = duo_step(ops, net_p, unwrapped, batch, config, weight_dtype, accelerator.autocast)
             terms = _mean_terms(accelerator, logs, step, last_good)
@@ -770,8 +608,7 @@ def train_duo(
                 bar.set_postfix(loss=f"{row['loss']:.4g}", acc=f"{row['implicit_acc']:.2f}")
             if done % config.checkpoint_every == 0 or done == config.max_steps:
                 if main:
-                    inner = optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer
-                    last_good = _save_checkpoint(out, done, unwrapped, inner, accelerator.scaler, config)
+                    last_good = save_checkpoint(done)
                 accelerator.wait_for_everyone()
     finally:
         bar.close()
@@ -780,9 +617,16 @@ def train_duo(
     # ---- the result ----
     if main:
         adapters.save_lora(out, unwrapped, family)
-        data_info = {"path": str(pairs.root), "pairs": len(pairs), "sha256": pairs.data_hash}
+        data_info: dict[str, Any] = {"path": str(pairs.root), "pairs": len(pairs), "sha256": pairs.data_hash}
+        extra: dict[str, Any] = {}
+        if miner is not None:
+            rounds = miner.summary()
+            data_info["mined pairs"] = f"{sum(r['pairs_added'] for r in rounds)} in {len(rounds)} rounds ({MINED_PAIRS_DIR}/, embeddings in {MINED_DIR}/)"
+            extra["mined_rounds"] = rounds
         adapters.write_model_card(out, f"DUO LoRA: {out.name}", resolve_model(model), family, settings, data_info)
-        manifest = make_manifest(command, settings, inputs={"model": resolve_model(model), "data": pairs.data_hash}, data=data_info, steps=config.max_steps)
+        manifest = make_manifest(
+            command, settings, inputs={"model": resolve_model(model), "data": pairs.data_hash}, data=data_info, steps=config.max_steps, **extra
+        )
         atomic_write_json(out / "manifest.json", manifest)
     accelerator.wait_for_everyone()
     return out

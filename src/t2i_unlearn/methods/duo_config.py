@@ -85,6 +85,39 @@ class DUOConfig:
         },
     )
 
+    # mined pairs (our extension, issue 12; off by default): see methods/duo_mining.py and docs/duo.md
+    mine_rounds: int = field(
+        default=0,
+        metadata={
+            "help": (
+                "Rounds of mined pairs (0 = off): every mine_every steps, Dark Miner's mining stage finds an embedding that makes "
+                "the current model (base + this LoRA) denoise the pair folder's unsafe images; images drawn from it become new "
+                "pairs (SDEdit twins as 'data pairs' makes them). Rounds that would fall at or after max_steps are not run."
+            ),
+        },
+    )
+    mine_every: int = field(default=100, metadata={"help": "Training steps between mining rounds: round r (1, 2 ...) runs after step r * mine_every."})
+    mined_pairs_per_round: int = field(
+        default=8,
+        metadata={
+            "help": (
+                "Images drawn from each round's mined embedding by the current model (the concept's sampler settings); each one "
+                "kept (see mine_judge_filter) whose SDEdit twin the judge clears becomes a pair."
+            ),
+        },
+    )
+    mine_judge_filter: bool = field(
+        default=True,
+        metadata={
+            "help": "Keep only the mined embedding's images that the concept judge flags (off: keep them all).",
+            "flag": "--mine-judge-filter/--no-mine-judge-filter",
+        },
+    )
+    mine_num_tokens: int = field(default=8, metadata={"help": "K: token embeddings of a mined conditioning (per text encoder), as Dark Miner's num_tokens."})
+    mine_steps: int = field(default=100, metadata={"help": "Adam steps of each mining stage (only the mined embedding is trained)."})
+    mine_lr: float = field(default=5e-3, metadata={"help": "Adam learning rate of the mined token embeddings."})
+    mine_batch_size: int = field(default=4, metadata={"help": "Pool images (the pair folder's unsafe images) per mining step."})
+
     # adapter
     rank: int = field(default=32, metadata={"help": "LoRA rank."})
     alpha: float = field(default=32.0, metadata={"help": "LoRA alpha (scale alpha / rank = 1)."})
@@ -165,6 +198,11 @@ class DUOConfig:
             (self.max_grad_norm > 0, "max_grad_norm must be positive"),
             (self.effective_lambda >= 0, "the prior weight must not be negative"),
             (self.prior_timestep is None or self.prior_timestep >= 0, "prior_timestep must not be negative"),
+            (self.mine_rounds >= 0, "mine_rounds must not be negative"),
+            (self.mine_every >= 1 and self.mined_pairs_per_round >= 1, "mine_every and mined_pairs_per_round must be at least 1"),
+            (1 <= self.mine_num_tokens <= 75, "mine_num_tokens must be between 1 and 75"),
+            (self.mine_steps >= 1 and self.mine_batch_size >= 1, "mine_steps and mine_batch_size must be at least 1"),
+            (self.mine_lr > 0, "mine_lr must be positive"),
             (not self.target_modules or all(m.strip() for m in self.target_modules), "target modules must not be empty names"),
             (set(self.report_to) <= {"jsonl", "tensorboard", "wandb"}, "report_to takes jsonl, tensorboard and wandb"),
         ]
@@ -175,6 +213,10 @@ class DUOConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of the fields (YAML/JSON-serialisable)."""
         return dataclasses.asdict(self)
+
+    def mining_steps(self) -> list[int]:
+        """The steps after which a mining round runs: ``r * mine_every`` for r = 1 .. mine_rounds, below ``max_steps``."""
+        return [r * self.mine_every for r in range(1, self.mine_rounds + 1) if r * self.mine_every < self.max_steps]
 
 
 def config_from_dict(values: dict[str, Any], source: str = "config") -> DUOConfig:
