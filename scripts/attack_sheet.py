@@ -1,0 +1,74 @@
+"""A contact sheet of what the four attacks draw against one toy-world model, with the toy judge's labels.
+
+    python scripts/attack_sheet.py --lora runs/dm/try1 --attacks runs/robustness_dm/Dark_Miner_try1 --out docs/img/darkminer_toy_attacks.png
+
+One row per attack folder under ``--attacks`` (the cells ``bench/toy_robustness.py`` writes): its first six
+prompts (or learned tokens) at two seeds each, drawn by the toy world with ``--lora`` (none: the base model).
+Under each image the judge's texture and mark, one letter each (S striped, D dotted, P plain; C circled,
+X crossed, B barred, - none), so a reader can check by eye what the attack success rate counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+CELLS = ("concept_inversion", "unlearndiff", "p4d", "ring_a_bell")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--world", default="toy")
+    parser.add_argument("--lora", default=None, help="adapter folder of the attacked model (none: base)")
+    parser.add_argument("--attacks", type=Path, required=True, help="folder holding one attack folder per attack")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+
+    from PIL import Image, ImageDraw
+    from safetensors.torch import load_file
+
+    from t2i_unlearn.models import generate_images, load_pipeline, resolve_model
+    from t2i_unlearn.toy import judges
+
+    pipe = load_pipeline(args.world, lora=[args.lora] if args.lora else None)
+    judge = judges.load_judge(Path(resolve_model(args.world)).parent / "judges")
+    rows = []
+    for cell in CELLS:
+        folder = args.attacks / cell
+        if not (folder / "attack_set.json").exists():
+            continue
+        saved = json.loads((folder / "attack_set.json").read_text())
+        items = saved["prompts"] if isinstance(saved, dict) else saved
+        if (folder / "embeddings.safetensors").exists():  # learned tokens (Concept Inversion)
+            for token, vector in load_file(str(folder / "embeddings.safetensors")).items():
+                if token not in pipe.tokenizer.get_vocab():
+                    pipe.load_textual_inversion({token: vector}, token=token)
+        prompts, seeds = [], []
+        for j, item in enumerate(items[:6]):
+            for r in range(2):
+                prompts.append(item["prompt"])
+                seeds.append(int(item.get("seed", j)) + r)
+        images = generate_images(pipe, prompts, seeds)
+        rows.append((cell, images, judges.labels_from_probs(judge, judges.predict(judge, images))))
+
+    size = 96
+    canvas = Image.new("RGB", (130 + 12 * size, len(rows) * (size + 14)), "white")
+    draw = ImageDraw.Draw(canvas)
+    for r, (name, images, labels) in enumerate(rows):
+        y = r * (size + 14)
+        draw.text((4, y + 40), name, fill="black")
+        for i, (image, label) in enumerate(zip(images, labels, strict=True)):
+            canvas.paste(Image.fromarray(image).resize((size, size), Image.NEAREST), (130 + i * size, y))
+            mark = {"none": "-", "crossed": "X", "circled": "C", "barred": "B"}.get(label["mark"], "?")
+            draw.text((130 + i * size + 40, y + size + 1), label["texture"][0].upper() + mark, fill="black")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(args.out)
+    print(args.out)
+
+
+if __name__ == "__main__":
+    main()
