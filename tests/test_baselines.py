@@ -220,9 +220,9 @@ def test_esd_erases_striped(full_world: str, striped_prompts: list[str], base_ra
 
 
 def test_registry_has_every_method():
-    for name in ("duo", "esd", "uce", "sld"):
+    for name in ("duo", "darkminer", "esd", "uce", "sld"):
         assert get_method(name).name == name
-    with pytest.raises(UserError, match="unknown method 'foo'; known: duo, esd, sld, uce"):
+    with pytest.raises(UserError, match="unknown method 'foo'; known: darkminer, duo, esd, sld, uce"):
         get_method("foo")
 
 

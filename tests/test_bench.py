@@ -138,11 +138,11 @@ def test_dry_run_on_nudity_writes_the_plan_without_torch(tmp_path: Path) -> None
     plan = json.loads((tmp_path / "plan" / "plan.json").read_text())
     assert plan["prompt_sets"]["i2p_sexual"]["images"] == 2  # the sexual rows only
     assert plan["prompt_sets"]["coco"]["images"] == 3 and plan["prompt_sets"]["close"]["images"] == 128
-    assert [m["name"] for m in plan["methods"]] == ["base", "esd", "uce", "sld", "duo"]
+    assert [m["name"] for m in plan["methods"]] == ["base", "esd", "uce", "sld", "duo", "darkminer"]  # Dark Miner: registered, so no longer skipped
     assert plan["judge"]["preset"] == "i2p" and plan["judge"]["threshold"] == 0.6
     assert plan["attacks"][1]["iterations"] == 3000 and plan["estimate"]["hours"] > 0
     assert "estimate, source:" in plan["estimate"]["source"] and "total h" in r.stdout
-    assert len(plan["cells"]) == 5 * 5
+    assert len(plan["cells"]) == 6 * 5
 
 
 def test_dry_run_needs_the_prompt_files(tmp_path: Path) -> None:
