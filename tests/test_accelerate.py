@@ -51,17 +51,8 @@ def test_two_processes_match_one(quick_world: Path, tmp_path: Path) -> None:
     assert moved > 0  # the runs trained something: equality is not trivially two untouched adapters
 
 
-@pytest.mark.xfail(
-    reason=(
-        "known issue (issue 13): on a freshly built quick world, fresh-clone CI twice saw the 2-process bench's results.json "
-        "differ from the 1-process one (the processes split the evaluation images, so an image can be drawn in a batch of "
-        "another size and a borderline image can change); passes on the machine's cached world. Fix: draw evaluation images "
-        "in batches that do not depend on the process count."
-    ),
-    strict=False,
-)
 def test_bench_two_processes_match_one(quick_world: Path, tmp_path: Path) -> None:
-    """A tiny bench under ``accelerate launch``: stages dealt to 2 CPU processes, images split; the same results.json."""
+    """A tiny bench under ``accelerate launch``: stages dealt to 2 CPU processes, image batches split; the same results.json, exactly."""
     from tests.test_bench import _same, tiny_suite
 
     suite = tiny_suite(tmp_path / "suite", str(quick_world))
@@ -76,4 +67,4 @@ def test_bench_two_processes_match_one(quick_world: Path, tmp_path: Path) -> Non
         assert res.returncode == 0, res.stderr[-3000:]
         results[n] = json.loads((out / "results.json").read_text())
         assert results[n]["run"]["processes"] == n
-    _same(results[1], results[2])
+    _same(results[1], results[2], exact=True)

@@ -29,6 +29,8 @@ import hashlib
 import json
 import logging
 import os
+import platform
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -37,7 +39,7 @@ from typing import Any
 
 from t2i_unlearn.bench.plan import PLAIN, STATE, BenchPlan, bench_request, check_output, plan_dict
 from t2i_unlearn.errors import UserError
-from t2i_unlearn.utils.io import atomic_write_json
+from t2i_unlearn.utils.io import atomic_write_json, command_line, hardware, package_versions
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +119,6 @@ class BenchRun:
         self.progress = progress
         self.echo = echo
         self.state = out / STATE / "stages"
-        self.log: list[dict[str, Any]] = []
         self.rank, self.world = _rank_world()
 
     # ---- stages --------------------------------------------------------------------------------
@@ -276,7 +277,6 @@ class BenchRun:
     def _execute(self, stage: Stage, index: int, total: int, write: bool = True) -> None:
         label = f"[{index}/{total}] {stage.id}"
         if self.is_done(stage):
-            self.log.append({"stage": stage.id, "status": "reused", "seconds": 0.0})
             if write:
                 self._mark(stage, "done", self.record(stage.id)["result"], 0.0, reused=True)
             self.echo(f"{label}: reused")
@@ -291,7 +291,6 @@ class BenchRun:
                 self._mark(stage, "failed", {}, time.perf_counter() - t0, error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             raise
         seconds = time.perf_counter() - t0
-        self.log.append({"stage": stage.id, "status": "ran", "seconds": round(seconds, 1)})
         if write:
             self._mark(stage, "done", result, seconds)
         self.echo(f"{label}: done in {seconds:.0f} s")
@@ -305,6 +304,7 @@ class BenchRun:
             "seconds": round(seconds, 1),
             "time": time.time(),
             "reused": reused,
+            "process": self.rank,
         }
         if error:
             body["error"] = error
@@ -344,7 +344,20 @@ class BenchRun:
             if self.rank != 0:
                 return None
         results = collect_results(self, stages)
-        results["run"] = {"stages": self.log, "processes": self.world, "seconds": round(time.perf_counter() - t_start, 1)}
+        records = [self.record(s.id) or {} for s in stages]  # every process's stages, with their times
+        results["run"] = {
+            "stages": [
+                {"stage": s.id, "status": "reused" if r.get("reused") else "ran", "seconds": r.get("seconds"), "process": r.get("process", 0)}
+                for s, r in zip(stages, records, strict=True)
+            ],
+            "processes": self.world,
+            "seconds": round(time.perf_counter() - t_start, 1),
+            "command": command_line(),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "versions": {**package_versions(), "python": sys.version.split()[0]},
+            "platform": platform.platform(),
+            "hardware": hardware(),
+        }
         write_outputs(self, results)
         return results
 

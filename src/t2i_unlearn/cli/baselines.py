@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from t2i_unlearn.cli.config_flags import config_flags
+from t2i_unlearn.cli.config_flags import ResultOverwriteFlag, TrainDeviceFlag, config_flags
 from t2i_unlearn.methods.esd_config import ESDConfig
 from t2i_unlearn.methods.sld_config import SLDConfig
 from t2i_unlearn.methods.uce_config import UCEConfig
@@ -51,8 +51,8 @@ def esd_cmd(
     concept: Annotated[str, typer.Option(help=_CONCEPT)],
     out: Annotated[Path, typer.Option(help="Output folder (LoRA for xattn/selfattn, weight delta otherwise; card and manifest).")],
     config: Annotated[str | None, typer.Option(help="ESD config YAML or preset (toy, nudity).")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace what --out holds (another result, or any folder).")] = False,
-    device: Annotated[str | None, typer.Option(help="cpu to force CPU (default: GPU when available).")] = None,
+    overwrite: ResultOverwriteFlag = False,
+    device: TrainDeviceFlag = None,
     *,
     overrides: dict[str, Any],
 ) -> None:
@@ -66,8 +66,8 @@ def uce_cmd(
     concept: Annotated[str, typer.Option(help=_CONCEPT)],
     out: Annotated[Path, typer.Option(help="Output folder (exact LoRA on attn2.to_k/to_v; card and manifest).")],
     config: Annotated[str | None, typer.Option(help="UCE config YAML or preset (toy).")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace what --out holds (another result, or any folder).")] = False,
-    device: Annotated[str | None, typer.Option(help="cpu to force CPU (default: GPU when available).")] = None,
+    overwrite: ResultOverwriteFlag = False,
+    device: TrainDeviceFlag = None,
     *,
     overrides: dict[str, Any],
 ) -> None:
@@ -81,7 +81,7 @@ def sld_cmd(
     concept: Annotated[str, typer.Option(help=_CONCEPT)],
     out: Annotated[Path, typer.Option(help="Output folder (sld_config.json, card and manifest).")],
     config: Annotated[str | None, typer.Option(help="SLD config YAML or preset (toy).")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace what --out holds (another result, or any folder).")] = False,
+    overwrite: ResultOverwriteFlag = False,
     *,
     overrides: dict[str, Any],
 ) -> None:

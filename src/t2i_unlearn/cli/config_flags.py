@@ -20,6 +20,14 @@ import typer.core
 
 _RICH_TAG = re.compile(r"(\[[a-z#/@][^\[]*?\])")
 
+# The run options every training command shares (``train duo``, ``train darkminer``, the baselines).
+ResumeFlag = Annotated[
+    bool, typer.Option("--resume", help="Continue from the latest checkpoint in --out (a rerun of the same command does so anyway).")
+]
+RunOverwriteFlag = Annotated[bool, typer.Option("--overwrite", help="Start over in an --out that holds a run (or anything else).")]
+ResultOverwriteFlag = Annotated[bool, typer.Option("--overwrite", help="Replace what --out holds (another result, or any folder).")]
+TrainDeviceFlag = Annotated[str | None, typer.Option(help="cpu to force CPU (default: GPU when available).")]
+
 
 def config_flags(config_class: type, panel: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: give a Typer command one option per field of ``config_class``, listed under ``panel`` in its help.

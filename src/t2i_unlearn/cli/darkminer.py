@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from t2i_unlearn.cli.config_flags import config_flags
+from t2i_unlearn.cli.config_flags import ResumeFlag, RunOverwriteFlag, TrainDeviceFlag, config_flags
 from t2i_unlearn.errors import UserError
 from t2i_unlearn.methods.darkminer_config import DarkMinerConfig, load_config
 
@@ -30,11 +30,9 @@ def train_darkminer_cmd(
         Path | None,
         typer.Option(help="Concept images to mine on: a 'data pairs' folder (its unsafe half) or an image folder. Default: drawn by the base model."),
     ] = None,
-    resume: Annotated[
-        bool, typer.Option("--resume", help="Continue from the latest checkpoint in --out (a rerun of the same command does so anyway).")
-    ] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start over in an --out that holds a run (or anything else).")] = False,
-    device: Annotated[str | None, typer.Option(help="cpu to force CPU (default: GPU when available).")] = None,
+    resume: ResumeFlag = False,
+    overwrite: RunOverwriteFlag = False,
+    device: TrainDeviceFlag = None,
     *,
     overrides: dict[str, Any],
 ) -> None:

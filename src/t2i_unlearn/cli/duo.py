@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from t2i_unlearn.cli.config_flags import config_flags
+from t2i_unlearn.cli.config_flags import ResumeFlag, RunOverwriteFlag, TrainDeviceFlag, config_flags
 from t2i_unlearn.errors import UserError
 from t2i_unlearn.methods.duo_config import DUOConfig, load_config
 
@@ -80,11 +80,9 @@ def train_duo_cmd(
     data: Annotated[Path, typer.Option(help="Pair folder from 'data pairs' (or a folder of sub-concept pair folders).")],
     out: Annotated[Path, typer.Option(help="Output folder of the LoRA (one subfolder per sub-concept).")],
     config: Annotated[str | None, typer.Option(help="DUO config YAML or preset (nudity, violence, sd3, toy, toy_authors, toy_mined).")] = None,
-    resume: Annotated[
-        bool, typer.Option("--resume", help="Continue from the latest checkpoint in --out (a rerun of the same command does so anyway).")
-    ] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start over in an --out that holds a run (or anything else).")] = False,
-    device: Annotated[str | None, typer.Option(help="cpu to force CPU (default: GPU when available).")] = None,
+    resume: ResumeFlag = False,
+    overwrite: RunOverwriteFlag = False,
+    device: TrainDeviceFlag = None,
     *,
     overrides: dict[str, Any],
 ) -> None:

@@ -211,9 +211,12 @@ def generate_missing(
 ) -> int:
     """Generate this process's share of the jobs whose keys are not cached; returns how many it drew.
 
-    The shares are cut from the full job list, before looking at the cache: each image belongs to one
+    The jobs are cut into batches first (by prompt set and guidance, ``batch_size`` each), and whole
+    batches are dealt to the processes, before looking at the cache: each image belongs to one
     process whatever the others have already drawn, so processes that start at different times
-    neither skip an image nor draw one twice.
+    neither skip an image nor draw one twice, and every image is drawn in the same batch whatever
+    the number of processes (an image drawn in another batch size can differ in its last bits, and a
+    borderline image can then flip its judge's verdict).
     """
     import torch
 
@@ -226,36 +229,40 @@ def generate_missing(
         if entry[1] not in seen:
             seen.add(entry[1])
             unique.append(entry)
-    mine = [entry for entry in unique[rank::world] if not cache.has(entry[1])]
-    if not mine:
-        return 0
-    pipe = load_pipeline(variant.model, lora=variant.lora or None, lora_weights=variant.lora_weights or None, device=device)
     s = suite.sampling
     groups: dict[tuple[str, float], list[tuple[Job, str, dict[str, Any]]]] = {}
-    for entry in mine:
+    for entry in unique:
         groups.setdefault((entry[0].set_name, entry[0].guidance), []).append(entry)
-    bar = tqdm(total=len(mine), desc=f"generate {variant.name}", disable=not progress, leave=False)
-    for (set_name, guidance), entries in groups.items():
-        embeds = _load_attack_embeddings(pipe, sets[set_name][0])
-        for i in range(0, len(entries), s.batch_size):
-            batch = entries[i : i + s.batch_size]
-            seeds = [job.seed for job, _, _ in batch]
-            if embeds is not None:
-                stacked = torch.stack([embeds[job.embedding] for job, _, _ in batch])
-                images = generate_images(
-                    pipe, None, seeds, steps=s.steps, guidance=guidance, batch_size=len(seeds), height=s.height, width=s.width, prompt_embeds=stacked
-                )
-            else:
-                prompts = [job.prompt for job, _, _ in batch]
-                negatives = [job.negative for job, _, _ in batch]
-                images = generate_images(
-                    pipe, prompts, seeds, steps=s.steps, guidance=guidance, batch_size=len(batch), height=s.height, width=s.width, negative_prompts=negatives
-                )
-            for (_, key, fields), image in zip(batch, images, strict=True):
-                cache.put(key, image, fields)
-            bar.update(len(batch))
+    batches = [entries[i : i + s.batch_size] for entries in groups.values() for i in range(0, len(entries), s.batch_size)]
+    mine = [todo for todo in ([e for e in batch if not cache.has(e[1])] for batch in batches[rank::world]) if todo]
+    total = sum(len(batch) for batch in mine)
+    if not total:
+        return 0
+    pipe = load_pipeline(variant.model, lora=variant.lora or None, lora_weights=variant.lora_weights or None, device=device)
+    bar = tqdm(total=total, desc=f"generate {variant.name}", disable=not progress, leave=False)
+    embeds_of: dict[str, dict[str, Any] | None] = {}
+    for batch in mine:
+        set_name, guidance = batch[0][0].set_name, batch[0][0].guidance
+        if set_name not in embeds_of:
+            embeds_of[set_name] = _load_attack_embeddings(pipe, sets[set_name][0])
+        embeds = embeds_of[set_name]
+        seeds = [job.seed for job, _, _ in batch]
+        if embeds is not None:
+            stacked = torch.stack([embeds[job.embedding] for job, _, _ in batch])
+            images = generate_images(
+                pipe, None, seeds, steps=s.steps, guidance=guidance, batch_size=len(seeds), height=s.height, width=s.width, prompt_embeds=stacked
+            )
+        else:
+            prompts = [job.prompt for job, _, _ in batch]
+            negatives = [job.negative for job, _, _ in batch]
+            images = generate_images(
+                pipe, prompts, seeds, steps=s.steps, guidance=guidance, batch_size=len(batch), height=s.height, width=s.width, negative_prompts=negatives
+            )
+        for (_, key, fields), image in zip(batch, images, strict=True):
+            cache.put(key, image, fields)
+        bar.update(len(batch))
     bar.close()
-    return len(mine)
+    return total
 
 
 def _judge_info(judge: Any) -> dict[str, Any]:

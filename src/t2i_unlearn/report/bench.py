@@ -107,7 +107,23 @@ def write_bench_report(results: dict[str, Any], out: Path, grids: dict[str, list
     if picture is not None:
         md += [f"![before / after]({picture.name})", ""]
     run = results.get("run", {})
-    stage_text = ", ".join(f"{s['stage']} {s['status']}" for s in run.get("stages", []))
+    timed = lambda s: f" {s['seconds']:.0f} s" if s["status"] == "ran" and s.get("seconds") is not None else ""  # noqa: E731
+    stage_text = ", ".join(f"{s['stage']} {s['status']}{timed(s)}" for s in run.get("stages", []))
+    if "command" in run:
+        hw = run.get("hardware", {})
+        machine = f"{hw.get('cpu')}, {hw.get('cores')} logical cores" + (f", GPU {hw['gpu']}" if hw.get("gpu") else "")
+        threads = f"OMP_NUM_THREADS={hw.get('omp_num_threads') or 'unset'}, torch threads {hw.get('torch_threads', '?')}"
+        versions = ", ".join(f"{k} {v}" for k, v in run.get("versions", {}).items())
+        md += [
+            "## Run",
+            "",
+            f"- command: `{run['command']}`",
+            f"- wall time of this invocation: {run['seconds'] / 60:.1f} min ({run['processes']} process(es); reused stages not timed again)",
+            f"- machine: {machine}; {threads}; {run.get('platform')}",
+            f"- versions: {versions}",
+            f"- finished: {run.get('finished')}",
+            "",
+        ]
     md += [f"Stages: {stage_text}", ""]
     atomic_write_text(out / "results.md", "\n".join(md))
 

@@ -218,6 +218,23 @@ def package_versions(names: tuple[str, ...] = ("torch", "diffusers", "transforme
     return out
 
 
+def hardware() -> dict[str, Any]:
+    """The machine a run used: CPU model, logical cores, thread settings, and the GPU's name when torch sees one."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    info: dict[str, Any] = {"cpu": cpu, "cores": os.cpu_count(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+    torch = sys.modules.get("torch")  # only when the run already imported it
+    if torch is not None:
+        info["torch_threads"] = torch.get_num_threads()
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
 def command_line() -> str:
     """This process's command line, shell-quoted (``python -m t2i_unlearn.cli ...`` rather than the path of ``__main__.py``)."""
     argv = list(sys.argv)
