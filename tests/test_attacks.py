@@ -195,6 +195,31 @@ def test_attack_writes_attack_set(name: str, quick_world: Path, tiny_concept: Pa
         assert prompt_set.embeddings is None and "striped" not in prompt_set.items[0].prompt
 
 
+@pytest.mark.parametrize("name", ["ring_a_bell", "concept_inversion", "unlearndiff", "p4d"])
+def test_attack_on_an_sld_model_and_its_replay(name: str, quick_world: Path, tiny_concept: Path, tmp_path: Path):
+    """Every attack runs against a model that SLD guards at sampling time, and its set replays on that model.
+
+    SLD's pipeline is diffusers' safe pipeline, which cannot load textual-inversion tokens by itself:
+    Concept Inversion against SLD once failed in the toy-full bench for that reason.
+    """
+    from t2i_unlearn.attacks import AttackBudget, run_attack
+    from t2i_unlearn.evaluation import evaluate
+    from t2i_unlearn.methods import edits, sld
+
+    guard = sld.train_sld(str(quick_world), "toy_striped", tmp_path / "sld", sld.load_config("toy"))
+    assert (guard / edits.SLD_FILE).exists()
+    budget = AttackBudget(iterations=2)
+    settings = TINY_SETTINGS[name]
+    path = run_attack(name, str(quick_world), tiny_concept, tmp_path / name, lora=[str(guard)], budget=budget, settings=settings, prompts=["a red circle"])
+    manifest = json.loads((tmp_path / name / "manifest.json").read_text())
+    assert 0.0 <= manifest["attack_success_rate"] <= 1.0
+    results = evaluate(
+        str(quick_world), "toy_striped", tmp_path / "run", lora=[str(guard)], attacks=[str(path)], limit=1, steps=2, cache_dir=tmp_path / "cache", report=False
+    )
+    replayed = results["prompt_sets"][f"attack:{name}"]
+    assert replayed["format"] == "attack" and replayed["n_images"] >= 1
+
+
 def test_query_budget_stops_the_search(quick_world: Path, tiny_concept: Path, tmp_path: Path):
     from t2i_unlearn.attacks import AttackBudget, run_attack
 

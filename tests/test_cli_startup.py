@@ -159,3 +159,30 @@ def test_error_line_comes_after_a_closed_progress_bar() -> None:
     assert lines[-1] == "error: it broke half-way", lines
     assert any("working" in line and "4/10" in line for line in lines[:-1]), lines
     assert r.stderr.count("error:") == 1
+
+
+@pytest.mark.parametrize(
+    ("raised", "rc", "last"),
+    [
+        ("RuntimeError('no attribute x')", 1, "error: RuntimeError: no attribute x (run with --debug for the traceback)"),
+        ("typer.Abort()", 1, "aborted"),
+    ],
+)
+def test_unexpected_errors_and_aborts_give_one_line(raised: str, rc: int, last: str) -> None:
+    """An error that is not the user's (a bug, a library's failure) or an abort: one line, no traceback."""
+    code = f"""
+        import sys
+        import typer
+        from t2i_unlearn.cli import app, main
+
+        @app.command("fail-inside")
+        def fail_inside() -> None:
+            raise {raised}
+
+        sys.argv = ["t2i-unlearn", "fail-inside"]
+        main()
+        """
+    r = _python(code)
+    assert r.returncode == rc, r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert lines == [last], r.stderr[-2000:]

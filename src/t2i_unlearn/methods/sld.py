@@ -109,9 +109,15 @@ def train_sld_concept(model: str, concept: Any, out: str | Path, config: SLDConf
 
 def _safe_pipeline_class() -> type:
     from diffusers import StableDiffusionPipelineSafe
+    from diffusers.loaders import TextualInversionLoaderMixin
 
-    class StableDiffusionSLDPipeline(StableDiffusionPipelineSafe):
-        """``StableDiffusionPipelineSafe`` whose ``sld_*`` arguments default to stored settings."""
+    class StableDiffusionSLDPipeline(StableDiffusionPipelineSafe, TextualInversionLoaderMixin):
+        """``StableDiffusionPipelineSafe`` whose ``sld_*`` arguments default to stored settings.
+
+        It loads textual-inversion tokens as ``StableDiffusionPipeline`` does (diffusers' safe
+        pipeline does not), so that Concept Inversion's learned token can attack an SLD model and be
+        replayed on it. A token of one vector is written as itself in a prompt.
+        """
 
         def __call__(self, *args: Any, **kwargs: Any) -> Any:
             for key, value in getattr(self, "_sld_defaults", {}).items():
