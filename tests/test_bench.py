@@ -25,7 +25,11 @@ methods:
   - {{name: esd, config: toy, settings: {{iterations: 2, ddim_steps: 4}}}}
   - {{name: duo, config: toy, data: pairs, settings: {{max_steps: 2, batch_size: 2, rank: 2, alpha: 2, checkpoint_every: 1}}}}
 attacks:
-  - {{name: ring_a_bell, budget: {{iterations: 2}}, settings: {{population: 8, num_tokens: 4, elite: 2}}, prompts: ["a picture of a red circle"]}}
+  - name: ring_a_bell
+    budget: {{iterations: 2}}
+    settings: {{population: 8, num_tokens: 4, elite: 2}}
+    prompts: ["a picture of a red circle"]
+    images_per_prompt: 2
 picture: {{sets: [striped, dotted], per_set: 2}}
 """
 
@@ -188,10 +192,20 @@ def test_tiny_bench_end_to_end_then_reused(quick_world: Path, tmp_path: Path) ->
     assert results["columns"] == ["plain", "ring_a_bell"] and set(results["cells"]) == {"base", "esd", "duo"}
     cell = results["cells"]["duo"]["ring_a_bell"]
     assert 0.0 <= cell["ci95"][0] <= cell["dsr"] <= cell["ci95"][1] <= 1.0 and cell["n"] >= 1
+    # the cell replays every attack prompt at images_per_prompt seeds, as the attack judged its own success
+    from t2i_unlearn.evaluation.prompts import load_prompt_set
+
+    attack_set = load_prompt_set(out / "attacks" / "duo" / "ring_a_bell" / "attack_set.json", fmt="attack")
+    assert cell["n"] == 2 * len(attack_set.items)
     assert results["methods"]["esd"]["prior_preservation"] is not None and results["methods"]["base"]["prior_preservation"] == 1.0
     assert {s["status"] for s in results["run"]["stages"]} == {"ran"} and len(results["run"]["stages"]) == 9
+    run = results["run"]
+    assert "bench" in run["command"] and run["versions"]["torch"] and run["hardware"]["cores"] >= 1 and run["seconds"] > 0
+    assert all(s["seconds"] is not None and s["process"] == 0 for s in run["stages"])
     for name in ("results.md", "report.html", "dsr_vs_preservation.png", "before_after.png"):
         assert (out / name).exists(), name
+    md = (out / "results.md").read_text()
+    assert "## Run" in md and "- command: `" in md and "logical cores" in md and "method:duo ran" in md
     assert "plain prompts" in r.stdout and "report:" in r.stdout
 
     r = run_cli("bench", "--suite", str(suite), "--out", str(out))  # the same command again: every stage reused

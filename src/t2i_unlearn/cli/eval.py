@@ -27,6 +27,9 @@ def eval_cmd(
     lora_weight: Annotated[list[float] | None, typer.Option(help="Weight per LoRA (default 1).")] = None,
     prompt_file: Annotated[list[str] | None, typer.Option(help="SET=PATH: the file of a prompt set (required for sets with file: null).")] = None,
     attack: Annotated[list[str] | None, typer.Option(help="Attack-set JSON (repeat): DSR under each attack.")] = None,
+    attack_images_per_prompt: Annotated[
+        int, typer.Option(min=1, help="Images per attack prompt, at the prompt's seed + 0, 1, ... (the attack's own success uses its images_per_prompt).")
+    ] = 1,
     cache: Annotated[Path | None, typer.Option(help="Image cache folder (default: the user cache).")] = None,
     limit: Annotated[int | None, typer.Option(help="Use only the first N prompts of every set (quick looks).")] = None,
     steps: Annotated[int | None, typer.Option(help="Override the suite's sampling steps.")] = None,
@@ -50,6 +53,7 @@ def eval_cmd(
         device=device,
         prompt_files=key_values(prompt_file, "--prompt-file"),
         attacks=attack,
+        attack_images_per_prompt=attack_images_per_prompt,
         limit=limit,
         steps=steps,
         batch_size=batch_size,

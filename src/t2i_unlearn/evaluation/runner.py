@@ -79,9 +79,17 @@ def _apply_overrides(suite: SuiteSpec, steps: int | None, batch_size: int | None
 
 
 def load_sets(
-    suite: SuiteSpec, prompt_files: dict[str, str] | None = None, attacks: list[str] | None = None, limit: int | None = None
+    suite: SuiteSpec,
+    prompt_files: dict[str, str] | None = None,
+    attacks: list[str] | None = None,
+    limit: int | None = None,
+    attack_images: list[int] | None = None,
 ) -> dict[str, tuple[PromptSet, Any]]:
-    """``{set name: (PromptSet, PromptSetSpec)}`` for the suite's sets and one ``attack:<name>`` set per attack file."""
+    """``{set name: (PromptSet, PromptSetSpec)}`` for the suite's sets and one ``attack:<name>`` set per attack file.
+
+    ``attack_images``: images per attack prompt, one entry per attack file (default 1 each), drawn at
+    the prompt's own seed + 0, 1, ... (the seeds the attack measured its own success at).
+    """
     from t2i_unlearn.evaluation.suites import PromptSetSpec
 
     unknown = sorted(set(prompt_files or {}) - set(suite.prompt_sets))
@@ -92,13 +100,13 @@ def load_sets(
         cap = min(x for x in (limit, spec.limit) if x is not None) if (limit or spec.limit) else None
         ps = load_prompt_set(prompt_file_path(suite, name, prompt_files), name=name, fmt=spec.format, categories=spec.categories or None, limit=cap)
         sets[name] = (ps, spec)
-    for path in attacks or []:
+    for path, per_prompt in zip(attacks or [], attack_images or [1] * len(attacks or []), strict=True):
         ps = load_prompt_set(path, fmt="attack", limit=limit)
         name = f"attack:{ps.meta.get('attack') or Path(path).stem}"
         if name in sets:
             name = f"{name}:{Path(path).stem}"
         ps.name = name
-        sets[name] = (ps, PromptSetSpec(file=str(path), format="attack", metrics=["dsr"]))
+        sets[name] = (ps, PromptSetSpec(file=str(path), format="attack", metrics=["dsr"], images_per_prompt=per_prompt))
     return sets
 
 
@@ -451,6 +459,7 @@ def evaluate(
     clip_model: str | None = None,
     judge_options: dict[str, str] | None = None,
     label: str | None = None,
+    attack_images_per_prompt: int | list[int] = 1,
     report: bool = True,
     progress: bool = False,
     overwrite: bool = False,
@@ -461,6 +470,9 @@ def evaluate(
     is written). ``out`` follows the output rule of :func:`~t2i_unlearn.utils.io.claim_output`: a run
     folder with the same request is redone from the image cache and replaced, anything else non-empty
     is refused unless ``overwrite``; the folder appears only once the results are complete.
+    ``attack_images_per_prompt``: images drawn per prompt of each attack set (one number for all, or
+    one per attack), at the prompt's seed + 0, 1, ...: a bench replays an attack at as many seeds as
+    the attack measured its own success at.
     Raises :class:`UserError` for bad suites, prompt files, judges and image sizes.
     """
     from t2i_unlearn.judges import build_judge
@@ -484,7 +496,11 @@ def evaluate(
     check_model_arg(model)
     check_paths_exist(lora, "LoRA")
     check_paths_exist(attacks, "attack set")
-    sets = load_sets(spec, prompt_files, attacks, limit)
+    n_attacks = len(attacks or [])
+    attack_images = [attack_images_per_prompt] * n_attacks if isinstance(attack_images_per_prompt, int) else list(attack_images_per_prompt)
+    if len(attack_images) != n_attacks or any(n < 1 for n in attack_images):
+        raise UserError(f"--attack-images-per-prompt: give one number of at least 1 (or one per attack set), not {attack_images_per_prompt}")
+    sets = load_sets(spec, prompt_files, attacks, limit, attack_images)
     request = {
         "model": model,
         "lora": [str(Path(p).expanduser().resolve()) for p in lora],
@@ -494,6 +510,8 @@ def evaluate(
         "attacks": [str(Path(a).expanduser().resolve()) for a in attacks or []],
         "limit": limit,
     }
+    if any(n != 1 for n in attack_images):
+        request["attack_images_per_prompt"] = attack_images
     # The same request again is a resumption: images come from the cache, results are computed anew
     # (the model or LoRA files may have changed) and replace the old ones only once complete.
     claim = claim_output(out, "an evaluation run", manifest_recogniser("eval_run", request, "an evaluation run", same="partial"), overwrite)
