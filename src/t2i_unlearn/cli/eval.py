@@ -1,10 +1,10 @@
 """CLI commands of evaluation: ``eval`` and ``report compare``.
 
-    t2i-unlearn eval --model M [--lora L ...] --suite S --out R [--prompt-file SET=PATH ...] [--attack A.json ...]
+    t2i-unlearn eval --model M [--lora L ...] --suite S --out R [--prompt-file SET=PATH ...] [--attack A.json ... [--attack-images-per-prompt N]]
     t2i-unlearn report compare R1 R2 ... --out C
 
-Several processes: ``accelerate launch --num_processes N -m t2i_unlearn.cli eval ...`` splits the
-images to generate; the main process computes the metrics and writes the report.
+Several processes: ``accelerate launch --num_processes N -m t2i_unlearn.cli eval ...`` deals the
+batches of images to generate; the main process computes the metrics and writes the report.
 """
 
 from __future__ import annotations
