@@ -217,7 +217,7 @@ def test_attack_on_an_sld_model_and_its_replay(name: str, quick_world: Path, tin
         str(quick_world), "toy_striped", tmp_path / "run", lora=[str(guard)], attacks=[str(path)], limit=1, steps=2, cache_dir=tmp_path / "cache", report=False
     )
     replayed = results["prompt_sets"][f"attack:{name}"]
-    assert replayed["format"] == "attack" and replayed["n_images"] >= 1
+    assert replayed["format"] == "attack" and replayed["n_images"] == 1  # --limit 1: one prompt, one image
 
 
 def test_query_budget_stops_the_search(quick_world: Path, tiny_concept: Path, tmp_path: Path):

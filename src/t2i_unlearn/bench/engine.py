@@ -225,9 +225,16 @@ class BenchRun:
         for m in plan.methods:
             deps = ([] if m.entry.is_base else [f"method:{m.name}"]) + [f"attack:{m.name}:{a.name}" for a in plan.attacks]
             upstream = [s.key for s in stages if s.id in deps]
-            replay = [a.entry.images_per_prompt for a in plan.attacks]  # attack sets replayed at as many seeds as the attack judged
             key = _hash(
-                ["eval", method_keys[m.name], upstream, plan.eval_suite.model_dump(mode="json"), ev.model_dump(), bench_request(plan)["prompt_files"], replay]
+                [
+                    "eval",
+                    method_keys[m.name],
+                    upstream,
+                    plan.eval_suite.model_dump(mode="json"),
+                    ev.model_dump(),
+                    bench_request(plan)["prompt_files"],
+                    _replay_counts(plan),
+                ]
             )
             folder = out / "eval" / m.name
             stages.append(Stage(f"eval:{m.name}", "eval", key, folder, deps, lambda m=m, folder=folder: self.run_eval(m, folder)))
@@ -253,7 +260,7 @@ class BenchRun:
             device=plan.device,
             prompt_files=plan.prompt_files or None,
             attacks=attack_sets,
-            attack_images_per_prompt=[a.entry.images_per_prompt for a in plan.attacks],
+            attack_images_per_prompt=_replay_counts(plan),
             limit=ev.limit,
             steps=ev.steps,
             batch_size=ev.batch_size,
@@ -362,6 +369,11 @@ class BenchRun:
         }
         write_outputs(self, results)
         return results
+
+
+def _replay_counts(plan: BenchPlan) -> list[int]:
+    """Images per attack prompt when a row's evaluation replays each attack set: as many seeds as the attack judged its own success at."""
+    return [a.entry.images_per_prompt for a in plan.attacks]
 
 
 def _pooled_dsr(entries: list[dict[str, Any]]) -> dict[str, Any]:

@@ -108,10 +108,6 @@ def _click_module() -> Any:
     return click
 
 
-# Ctrl-C at a prompt: typer's Abort (typer >= 0.2x keeps it in typer.exceptions, not in its click copy).
-_ABORTS = tuple({typer.Abort, *(a for a in [getattr(_click_module().exceptions, "Abort", None)] if isinstance(a, type))})
-
-
 def main() -> None:
     """Console-script entry point."""
     # OpenMP threads spin while they wait for work by default, which on a busy machine makes torch
@@ -136,7 +132,7 @@ def main() -> None:
         _close_progress_bars()
         exc.show()
         sys.exit(exc.exit_code)
-    except _ABORTS:
+    except typer.Abort:  # Ctrl-C at a prompt; typer's bundled click raises typer's own Abort (older typer re-exports click's)
         _close_progress_bars()
         typer.echo("aborted", err=True)
         sys.exit(1)
