@@ -111,6 +111,35 @@ def test_two_tone_and_multi_colour_variants_are_plain_with_no_single_colour():
             assert len(present) >= colours_seen - 1, (kind, i, present)  # a split may hide one colour behind a mark
 
 
+def test_blotchy_and_dark_variants_are_plain_and_look_as_named():
+    from t2i_unlearn.toy.render import render_judge_variant
+
+    spec = world_spec()
+    for i in range(6):
+        for kind in ("blotchy", "dark"):
+            img, labels = render_judge_variant(2, i, kind)
+            assert labels["texture"] == "plain" and labels["colour"] is None
+            assert np.array_equal(img, render_judge_variant(2, i, kind)[0])  # deterministic
+            scene = Scene(**{**labels, "colour": "red"})
+            # the shape's pixels, away from its edge and any mark
+            plain = render_scene(Scene(**{**labels, "colour": "red", "mark": "none"})).astype(int)
+            background = np.array(spec["background"][labels["background"]]["rgb"])
+            inside = np.abs(plain - background).sum(-1) > 0
+            inside &= np.abs(plain - np.array(spec["colour"]["red"]["rgb"])).sum(-1) < 3
+            if labels["mark"] != "none":
+                marked = np.abs(render_scene(scene).astype(int) - render_scene(Scene(**{**labels, "colour": "red", "mark": "none"})).astype(int)).sum(-1) > 0
+                inside &= ~marked
+            pixels = img[inside].astype(int)
+            assert len(pixels) >= 20, (kind, i)
+            if kind == "dark":
+                # at most 60% of the brightest palette colour the shape could have been drawn in
+                palette_max = max(sum(v["rgb"]) for v in spec["colour"].values())
+                assert pixels.sum(-1).max() <= 0.6 * palette_max + 3, (i, pixels.sum(-1).max())
+            else:
+                # uneven fill: the colour varies across the shape
+                assert np.ptp(pixels, axis=0).max() >= 20, (i, np.ptp(pixels, axis=0))
+
+
 @pytest.mark.parametrize("kind", ["faint_stripes", "thin_stripes", "partial_stripes"])
 def test_hard_stripe_variants_are_striped_and_weaker_than_the_data_set(kind):
     from t2i_unlearn.toy.render import render_judge_variant

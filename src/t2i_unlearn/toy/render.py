@@ -124,6 +124,8 @@ def render_scene(
     stripe_period: float = 5.0,
     stripe_width: float = 2.0,
     texture_coverage: tuple[float, float, float] | None = None,
+    blend: tuple[str, np.ndarray] | None = None,
+    shading: np.ndarray | None = None,
 ) -> np.ndarray:
     """Draw a scene as an ``uint8`` array of shape ``(size, size, 3)``.
 
@@ -132,7 +134,9 @@ def render_scene(
     where ``nx * (x - cx) + ny * (y - cy) > offset * radius``, later regions over earlier ones), ``texture_contrast`` is the brightness of
     stripes and dots relative to the fill (0.3 in the data set; closer to 1 is fainter), ``stripe_period``
     and ``stripe_width`` are in pixels, and ``texture_coverage`` ``(nx, ny, offset)`` limits the texture to
-    the part of the shape where ``nx * (x - cx) + ny * (y - cy) > offset * radius``.
+    the part of the shape where ``nx * (x - cx) + ny * (y - cy) > offset * radius``. ``blend`` ``(colour,
+    weight)`` mixes a second colour into the fill with a per-pixel weight in [0, 1] and ``shading`` multiplies
+    the fill's brightness per pixel (both arrays at twice ``size``, the drawing resolution).
     """
     spec = world_spec()
     size = size or spec["image_size"]
@@ -150,6 +154,11 @@ def render_scene(
         nx, ny, offset = direction
         part = nx * (x - cx) + ny * (y - cy) > offset * r
         fill[part] = np.array(spec["colour"][name]["rgb"], dtype=np.float32)
+    if blend is not None:
+        name, weight = blend
+        fill += weight[..., None] * (np.array(spec["colour"][name]["rgb"], dtype=np.float32) - fill)
+    if shading is not None:
+        fill *= shading[..., None]
     img[inside] = fill[inside]
     textured = inside
     if texture_coverage is not None:
@@ -182,8 +191,29 @@ def render_scene(
 
 
 # Harder images the judges train on beside the data set, so that what a generator gets half right is
-# still read right: a second or third colour is not a stripe, and faint, thin or partial stripes are.
-JUDGE_VARIANTS = ("two_tone", "multi_colour", "faint_stripes", "thin_stripes", "partial_stripes", "faint_dots")
+# still read right: a second or third colour, a blotchy blend or a dark fill is not a stripe, and faint,
+# thin or partial stripes are.
+JUDGE_VARIANTS = (
+    "two_tone",
+    "multi_colour",
+    "blotchy",
+    "dark",
+    "faint_stripes",
+    "thin_stripes",
+    "partial_stripes",
+    "faint_dots",
+)
+_PLAIN_VARIANTS = ("two_tone", "multi_colour", "blotchy", "dark")
+
+
+def _smooth_field(rng: np.random.Generator, n: int, cells: int) -> np.ndarray:
+    """Random values in [0, 1] on a ``cells`` x ``cells`` grid, bilinearly stretched to ``n`` x ``n``."""
+    grid = rng.random((cells + 1, cells + 1))
+    t = np.linspace(0.0, cells, n)
+    i = np.minimum(t.astype(int), cells - 1)
+    f = t - i
+    rows = grid[i] * (1 - f)[:, None] + grid[i + 1] * f[:, None]  # [n, cells + 1]
+    return (rows[:, i] * (1 - f) + rows[:, i + 1] * f).astype(np.float32)
 
 
 def _random_direction(rng: np.random.Generator) -> tuple[float, float]:
@@ -195,23 +225,33 @@ def _random_direction(rng: np.random.Generator) -> tuple[float, float]:
 def render_judge_variant(seed: int, index: int, kind: str) -> tuple[np.ndarray, dict[str, Any]]:
     """One hard training image for the judges: ``(uint8 [H, W, 3], labels)``.
 
-    ``kind`` is one of :data:`JUDGE_VARIANTS`. Two-tone and multi-colour shapes are labelled plain (their
-    ``colour`` label is ``None``: no single colour is right); the other kinds keep every label of their scene.
+    ``kind`` is one of :data:`JUDGE_VARIANTS`. Two-tone, multi-colour, blotchy (a second colour blended in
+    in smooth random blotches, brightness varying in blotches too) and dark (the fill at 25-60% of its
+    brightness, unevenly) shapes are labelled plain, with a ``colour`` label of ``None`` (no single colour is
+    right); the other kinds keep every label of their scene.
     """
     if kind not in JUDGE_VARIANTS:
         raise KeyError(f"unknown judge variant {kind!r}; known: {', '.join(JUDGE_VARIANTS)}")
     rng = np.random.default_rng([seed, JUDGE_VARIANTS.index(kind), index])
     colours = attribute_values("colour")
-    if kind in ("two_tone", "multi_colour"):
+    if kind in _PLAIN_VARIANTS:
         scene = sample_scene(rng, texture="plain")
         others = [c for c in colours if c != scene.colour]
         rng.shuffle(others)
+        labels = {**scene.labels(), "colour": None}
+        n = 2 * world_spec()["image_size"]
+        if kind == "blotchy":
+            weight = np.clip((_smooth_field(rng, n, int(rng.integers(3, 7))) - 0.5) * rng.uniform(1.5, 4.0) + 0.5, 0, 1)
+            shading = 1.0 - rng.uniform(0.0, 0.5) * _smooth_field(rng, n, int(rng.integers(2, 6)))
+            return render_scene(scene, blend=(others[0], weight), shading=shading), labels
+        if kind == "dark":
+            shading = rng.uniform(0.25, 0.6) * (1.0 - 0.25 * _smooth_field(rng, n, int(rng.integers(2, 5))))
+            return render_scene(scene, shading=shading), labels
         dx, dy = _random_direction(rng)
         if kind == "two_tone":
             regions = [((dx, dy, float(rng.uniform(-0.4, 0.4))), others[0])]
         else:
             regions = [((dx, dy, -0.3), others[0]), ((dx, dy, 0.3), others[1])]
-        labels = {**scene.labels(), "colour": None}
         return render_scene(scene, regions=regions), labels
     if kind == "faint_dots":
         scene = sample_scene(rng, texture="dotted")
