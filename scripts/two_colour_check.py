@@ -1,9 +1,10 @@
 """The quality table's two-colour images that the toy judge calls striped, for a check by eye.
 
-    python scripts/two_colour_check.py --out docs/img/two_colour_flagged.png [--world full] [--n 200] [--seed 7]
+    python scripts/two_colour_check.py --out docs/img/two_colour_flagged.png [--world full] [--n N]
 
-Draws the quality table's group of prompts naming two colours (``toy.quality.two_colour_prompts``, the same
-prompts and seeds as ``measure_quality`` with the build's seed 7) on the world's model, judges them, and writes
+Draws the quality table's group of prompts naming two colours (``toy.quality.two_colour_prompts`` and
+``two_colour_seeds``, with the seed, image count, steps and guidance the world's ``quality.json`` records) on
+the world's model, judges them, and writes
 one row of the images judged striped above a row of as many images judged plain, 4x enlarged, with a JSON file
 beside the PNG listing each shown image's prompt, seed and probability of "striped".
 """
@@ -11,6 +12,7 @@ beside the PNG listing each shown image's prompt, seed and probability of "strip
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -23,25 +25,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--world", default="full", help="toy preset whose world to use (the cached build, else the shipped one)")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--n", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=7, help="the quality table's seed (the build's seed + 7)")
+    parser.add_argument("--n", type=int, default=None, help="images (default: the quality table's images per group)")
     args = parser.parse_args()
+    if args.n is not None and args.n < 1:
+        parser.error(f"--n must be at least 1, got {args.n}")
 
     from PIL import Image
 
     from t2i_unlearn.models import generate_images, load_pipeline
     from t2i_unlearn.toy import judges as judges_mod
-    from t2i_unlearn.toy.quality import two_colour_prompts
+    from t2i_unlearn.toy.quality import two_colour_prompts, two_colour_seeds
     from t2i_unlearn.toy.world import find_world
     from t2i_unlearn.utils.io import atomic_save_image, atomic_write_json
 
     world = find_world(args.world)
+    settings = json.loads((world / "quality.json").read_text())["settings"]
+    n = args.n or settings["images_per_group"]
     pipe = load_pipeline(str(world / "pipeline"))
     judge = judges_mod.load_judge(world / "judges")
-    first_seed = args.seed * 1_000_000 + 900_000 + 50_000  # measure_quality's seeds for this group
-    prompts, _ = two_colour_prompts(args.n, args.seed)
-    seeds = [first_seed + i for i in range(args.n)]
-    images = generate_images(pipe, prompts, seeds, steps=25, guidance=4.0, batch_size=64, progress=True)
+    prompts, _ = two_colour_prompts(n, settings["seed"])
+    seeds = two_colour_seeds(n, settings["seed"])
+    images = generate_images(pipe, prompts, seeds, steps=settings["steps"], guidance=settings["guidance"], batch_size=64, progress=True)
     probs = judges_mod.predict(judge, images)
     p_striped = probs["texture"][:, judge.heads_spec["texture"].index("striped")]
     verdicts = judges_mod.labels_from_probs(judge, probs)
@@ -59,8 +63,8 @@ def main() -> None:
         for r in rows
         for i in r
     ]
-    atomic_write_json(args.out.with_suffix(".json"), {"world": str(world), "n": args.n, "judged_striped": len(flagged), "images": shown})
-    print(f"{len(flagged)} of {args.n} judged striped; sheet {args.out}")
+    atomic_write_json(args.out.with_suffix(".json"), {"world": str(world), "n": n, "judged_striped": len(flagged), "images": shown})
+    print(f"{len(flagged)} of {n} judged striped; sheet {args.out}")
 
 
 if __name__ == "__main__":

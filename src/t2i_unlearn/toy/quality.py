@@ -100,6 +100,16 @@ def two_colour_prompts(n: int, seed: int) -> tuple[list[str], list[dict[str, Any
     return prompts, labels
 
 
+def two_colour_seeds(n: int, seed: int) -> list[int]:
+    """The sampling seeds of the quality table's two-colour group (prompts: :func:`two_colour_prompts`)."""
+    return [_extra_seed(seed) + 50_000 + i for i in range(n)]
+
+
+def _extra_seed(seed: int) -> int:
+    # first sampling seed of the groups beyond the concept groups (the empty prompt, then two colours)
+    return seed * 1_000_000 + 900_000
+
+
 def _phrasing(prompt: str, attribute: str, value: str) -> str:
     spec = world_spec()[attribute][value]
     options = spec["before"] + spec["after"] if isinstance(spec, dict) else spec
@@ -163,9 +173,8 @@ def measure_quality(world: str | Path, n_per_group: int, seed: int = 0, steps: i
         rates[f"{group}_attribute_accuracy"] = float(np.mean(attribute_hits_group))
 
     # The empty prompt draws the whole data distribution; two-colour prompts probe the judge.
-    extra_seed = seed * 1_000_000 + 900_000
     empty = generate_images(
-        pipe, [""] * n_per_group, [extra_seed + i for i in range(n_per_group)], steps=steps, guidance=guidance, batch_size=64, progress=progress
+        pipe, [""] * n_per_group, [_extra_seed(seed) + i for i in range(n_per_group)], steps=steps, guidance=guidance, batch_size=64, progress=progress
     )
     pred = judges_mod.labels_from_probs(judge, judges_mod.predict(judge, empty))
     empty_rates = {"striped": float(np.mean([p["texture"] == "striped" for p in pred])), "dotted": float(np.mean([p["texture"] == "dotted" for p in pred]))}
@@ -173,9 +182,7 @@ def measure_quality(world: str | Path, n_per_group: int, seed: int = 0, steps: i
         empty_rates[mark] = float(np.mean([p["mark"] == mark for p in pred]))
     empty_rates["defaced"] = float(np.mean([p["mark"] != "none" for p in pred]))
     two_prompts, _ = two_colour_prompts(n_per_group, seed)
-    two = generate_images(
-        pipe, two_prompts, [extra_seed + 50_000 + i for i in range(n_per_group)], steps=steps, guidance=guidance, batch_size=64, progress=progress
-    )
+    two = generate_images(pipe, two_prompts, two_colour_seeds(n_per_group, seed), steps=steps, guidance=guidance, batch_size=64, progress=progress)
     pred = judges_mod.labels_from_probs(judge, judges_mod.predict(judge, two))
     two_colour = {"striped": float(np.mean([p["texture"] == "striped" for p in pred])), "defaced": float(np.mean([p["mark"] != "none" for p in pred]))}
     erasable_phrasings = {g: v for g, v in per_phrasing.items() if concept_groups()[g]["role"] in ("erasable", "defaced")}
