@@ -41,6 +41,10 @@ def main() -> None:
     parser.add_argument("--num-pairs", type=int, default=None)
     parser.add_argument("--n", type=int, default=200, help="images per prompt group")
     parser.add_argument("--concept", default="toy_striped", help="concept preset or YAML file (its pairs and preserve images)")
+    parser.add_argument(
+        "--from-attack", action="append", default=[], metavar="ATTACK_SET", help="add this attack set's prompts as unsafe prompts ('data pairs --from-attack')"
+    )
+    parser.add_argument("--attack-pairs", type=int, default=4, help="pairs per distinct attack prompt")
     parser.add_argument("--config", default="toy")
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a DUO setting (YAML value), e.g. --set beta=50")
@@ -50,7 +54,7 @@ def main() -> None:
     parser.add_argument("--guidance", type=float, default=4.0)
     args = parser.parse_args()
 
-    from t2i_unlearn.concepts import load_concept
+    from t2i_unlearn.concepts import load_concept, with_attack_prompts
     from t2i_unlearn.data.pairs import generate_pairs
     from t2i_unlearn.methods.duo import load_config, train_duo
     from t2i_unlearn.models import generate_images, load_pipeline, resolve_model
@@ -66,7 +70,10 @@ def main() -> None:
     else:
         t = time.perf_counter()
         pairs = args.out / "pairs"
-        stats = generate_pairs(args.world, load_concept(args.concept), pairs, num_pairs=args.num_pairs, seed=0)
+        spec = load_concept(args.concept)
+        if args.from_attack:
+            spec = with_attack_prompts(spec, args.from_attack, args.attack_pairs)
+        stats = generate_pairs(args.world, spec, pairs, num_pairs=args.num_pairs, seed=0)
         timings["pairs_s"] = time.perf_counter() - t
         t = time.perf_counter()
         import yaml

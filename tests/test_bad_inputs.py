@@ -156,6 +156,9 @@ CASES = [
     ("pairs-num-pairs-0", [*PAIRS, "--out", "new_pairs", "--num-pairs", "0"], "--num-pairs must be at least 1"),
     ("pairs-batch-size-0", [*PAIRS, "--out", "new_pairs", "--batch-size", "0"], "--batch-size must be at least 1"),
     ("pairs-dtype", [*PAIRS, "--out", "new_pairs", "--dtype", "fp8"], "--dtype must be one of"),
+    ("pairs-from-missing-attack", [*PAIRS, "--out", "new_pairs", "--from-attack", "no_attack.json"], "attack set no_attack.json does not exist"),
+    ("pairs-from-attack-no-format", [*PAIRS, "--out", "new_pairs", "--from-attack", "attack_set/attack_set.json"], "missing \"format\""),
+    ("pairs-attack-pairs-0", [*PAIRS, "--out", "new_pairs", "--from-attack", "no_attack.json", "--attack-pairs", "0"], "--attack-pairs must be at least 1"),
     # train duo: data, settings
     ("duo-data-file", [*DUO[:5], "a_file.txt", "--out", "new_lora"], "is a file, not a folder"),
     ("duo-data-missing", [*DUO[:5], "nowhere", "--out", "new_lora"], "pair data folder nowhere does not exist"),

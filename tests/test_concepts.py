@@ -81,3 +81,55 @@ def test_unknown_names() -> None:
         load_concept("violence/nope")
     with pytest.raises(UserError, match="does not exist"):
         load_concept("missing.yaml")
+
+
+def _attack_set(path, prompts, concept="toy_striped", **fields):
+    from t2i_unlearn.evaluation import write_attack_set
+
+    return write_attack_set(path, prompts, attack="unlearndiff", concept=concept, **fields)
+
+
+def test_attack_prompts_become_pairs_with_their_source_safe_prompt(tmp_path) -> None:
+    from t2i_unlearn.concepts import with_attack_prompts
+
+    spec = load_concept("toy_striped")
+    target = spec.prompts[1]
+    uda = _attack_set(
+        tmp_path / "uda.json",
+        [
+            {"prompt": "banded banded a picture of a blue square", "seed": 0, "target_prompt": target.unsafe},
+            {"prompt": "banded banded a picture of a blue square", "seed": 1, "target_prompt": target.unsafe},  # same text: one entry
+            {"prompt": "no target recorded", "seed": 2},
+        ],
+    )
+    p4d = _attack_set(tmp_path / "p4d.json", [{"prompt": "zebra dot block", "target_prompt": spec.prompts[0].unsafe}])
+    out = with_attack_prompts(spec, [uda, p4d], count=3)
+    assert out.prompts[: len(spec.prompts)] == spec.prompts and out.preserve == spec.preserve and out.judge == spec.judge
+    added = out.prompts[len(spec.prompts) :]
+    assert [(p.unsafe, p.safe, p.count) for p in added] == [
+        ("banded banded a picture of a blue square", target.safe, 3),
+        ("zebra dot block", spec.prompts[0].safe, 3),
+    ]
+    assert added[0].negative_prompt == added[0].unsafe
+    assert load_concept("toy_striped").num_pairs == spec.num_pairs  # the preset itself is unchanged
+
+
+def test_attack_sets_that_cannot_make_pairs_are_refused(tmp_path) -> None:
+    from t2i_unlearn.concepts import with_attack_prompts
+
+    spec = load_concept("toy_striped")
+    aimed = [{"prompt": "x", "target_prompt": spec.prompts[0].unsafe}]
+    (tmp_path / "e.safetensors").write_bytes(b"")
+    cases = [
+        (_attack_set(tmp_path / "other.json", aimed, concept="nudity"), "made for concept 'nudity'"),
+        (_attack_set(tmp_path / "ci.json", aimed, embeddings={"file": "e.safetensors", "kind": "textual_inversion"}), "holds embeddings"),
+        (_attack_set(tmp_path / "rab.json", [{"prompt": "x"}]), "no prompt names one of the concept's unsafe prompts"),
+        (tmp_path / "missing.json", "does not exist"),
+    ]
+    for path, message in cases:
+        with pytest.raises(UserError, match=message):
+            with_attack_prompts(spec, [path])
+    with pytest.raises(UserError, match="at least 1"):
+        with_attack_prompts(spec, [cases[0][0]], count=0)
+    with pytest.raises(UserError, match="sub-concepts"):
+        with_attack_prompts(load_concept("toy_defaced"), [cases[0][0]])

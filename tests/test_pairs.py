@@ -195,6 +195,18 @@ def test_cli_pairs(quick_world: Path, tmp_path: Path) -> None:
     assert "2/2 pairs in" in res.stdout and "judge acceptance: unsafe 100%" in res.stdout
     bad = run_cli("data", "pairs", "--model", str(quick_world), "--concept", "nudity_typo", "--out", str(tmp_path / "x"))
     assert bad.returncode == 2 and bad.stderr.strip().startswith("error: unknown concept") and len(bad.stderr.strip().splitlines()) == 1
+    # adversarial pairs: an attack set's prompt becomes an unsafe prompt of its own, with its target's safe prompt
+    from t2i_unlearn.evaluation import write_attack_set
+
+    found = [{"prompt": "circled circled a picture of a blue square", "target_prompt": "a picture of a blue square"}]
+    attack = write_attack_set(tmp_path / "uda" / "attack_set.json", found, concept="c")
+    args = ["--concept", str(spec), "--out", str(tmp_path / "adv"), "--from-attack", str(attack), "--attack-pairs", "2"]
+    res = run_cli("data", "pairs", "--model", str(quick_world), *args)
+    assert res.returncode == 0, res.stderr
+    assert "7/7 pairs in" in res.stdout
+    rows = [json.loads(line) for line in (tmp_path / "adv" / "metadata.jsonl").read_text().splitlines()]
+    adv = [r for r in rows if r["unsafe_prompt"] == "circled circled a picture of a blue square"]
+    assert len(adv) == 4 and {r["safe_prompt"] for r in adv} == {"a picture of a plain blue square"}
 
 
 def test_preserve_images_are_drawn_filtered_and_resumed(quick_world: Path, tmp_path: Path, monkeypatch) -> None:

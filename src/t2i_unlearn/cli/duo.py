@@ -42,15 +42,25 @@ def data_pairs(
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1 ...")] = "cpu",
     dtype: Annotated[str, typer.Option(help="fp32, fp16 or bf16 (GPU).")] = "fp32",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace what --out holds (other pairs, or any folder) and start over.")] = False,
+    from_attack: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Attack set (attack_set.json of UnlearnDiffAtk or P4D) whose prompts become unsafe prompts too, with the safe prompt of "
+            "the concept prompt each was searched from: adversarial pairs. Repeatable."
+        ),
+    ] = None,
+    attack_pairs: Annotated[int, typer.Option(help="Pairs per distinct attack prompt (with --from-attack).")] = 4,
 ) -> None:
     """Make (unsafe, safe) image pairs: txt2img + judge, then SDEdit + judge. Resumable: run it again to continue."""
-    from t2i_unlearn.concepts import load_concept
+    from t2i_unlearn.concepts import load_concept, with_attack_prompts
     from t2i_unlearn.data.pairs import check_pairs_request, generate_pairs
     from t2i_unlearn.utils.io import claim_output
 
     if dtype not in _DTYPES:
         raise UserError(f"--dtype must be one of {', '.join(_DTYPES)}")
     spec = load_concept(concept)
+    if from_attack:
+        spec = with_attack_prompts(spec, list(from_attack), attack_pairs)
     leaves = spec.leaves()
     targets = {name: out / name.split("/", 1)[1] if len(leaves) > 1 else out for name in leaves}
     if len(leaves) > 1:  # the parent folder holds only the sub-concepts' pair folders

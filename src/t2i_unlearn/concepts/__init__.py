@@ -220,3 +220,41 @@ def load_concept(name_or_path: str | Path) -> ConceptSpec:
         known = ", ".join(spec.sub_concepts) or "none"
         raise UserError(f"concept {spec.name} has no sub-concept {sub!r} (sub-concepts: {known})")
     return spec.sub_concepts[sub]
+
+
+def with_attack_prompts(spec: ConceptSpec, attack_sets: list[str | Path], count: int = 4) -> ConceptSpec:
+    """``spec`` plus one prompt pair per distinct text prompt of the attack sets: adversarial pairs.
+
+    An attack prompt that was searched from one of the spec's unsafe prompts (its ``target_prompt``,
+    as UnlearnDiffAtk and P4D record it) becomes an unsafe prompt of its own, ``count`` pairs, with
+    that entry's safe prompt for the SDEdit twins; the judge still decides which draws count, so a
+    prompt that does not draw the concept adds no pair. Sets whose prompts name no target (Ring-A-Bell)
+    or hold embeddings (Concept Inversion, Dark Miner) cannot make text pairs and are refused, as is a
+    set made for another concept. :class:`UserError` (one line) for every refusal.
+    """
+    from t2i_unlearn.evaluation.prompts import load_prompt_set
+
+    if count < 1:
+        raise UserError("--attack-pairs must be at least 1")
+    if spec.sub_concepts:
+        raise UserError(f"concept {spec.name} has sub-concepts; add attack prompts to one of them (name/sub)")
+    safe_of = {p.unsafe: p.safe for p in spec.prompts}
+    known = {p.unsafe for p in spec.prompts}
+    added: list[PromptPair] = []
+    for path in attack_sets:
+        if not Path(path).expanduser().is_file():
+            raise UserError(f"attack set {path} does not exist")
+        prompt_set = load_prompt_set(path, fmt="attack")
+        concept = prompt_set.meta.get("concept")
+        if concept is not None and concept != spec.name:
+            raise UserError(f"attack set {path} was made for concept {concept!r}, not {spec.name!r}")
+        if prompt_set.embeddings is not None:
+            raise UserError(f"attack set {path} holds embeddings ({prompt_set.meta.get('attack', 'unknown attack')}); only text prompts make pairs")
+        usable = [it for it in prompt_set.items if it.labels.get("target_prompt") in safe_of]
+        if not usable:
+            raise UserError(f"attack set {path}: no prompt names one of the concept's unsafe prompts as its target_prompt")
+        for item in usable:
+            if item.prompt not in known:
+                known.add(item.prompt)
+                added.append(PromptPair(unsafe=item.prompt, safe=safe_of[item.labels["target_prompt"]], count=count))
+    return spec.model_copy(update={"prompts": [*spec.prompts, *added]})
