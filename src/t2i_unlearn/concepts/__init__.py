@@ -233,17 +233,16 @@ def with_attack_prompts(spec: ConceptSpec, attack_sets: list[str | Path], count:
     set made for another concept. :class:`UserError` (one line) for every refusal.
     """
     from t2i_unlearn.evaluation.prompts import load_prompt_set
+    from t2i_unlearn.utils.validate import check_at_least, check_paths_exist
 
-    if count < 1:
-        raise UserError("--attack-pairs must be at least 1")
+    check_at_least(count, 1, "--attack-pairs")
     if spec.sub_concepts:
         raise UserError(f"concept {spec.name} has sub-concepts; add attack prompts to one of them (name/sub)")
+    check_paths_exist([str(p) for p in attack_sets], "attack set")
     safe_of = {p.unsafe: p.safe for p in spec.prompts}
-    known = {p.unsafe for p in spec.prompts}
+    known = set(safe_of)
     added: list[PromptPair] = []
     for path in attack_sets:
-        if not Path(path).expanduser().is_file():
-            raise UserError(f"attack set {path} does not exist")
         prompt_set = load_prompt_set(path, fmt="attack")
         concept = prompt_set.meta.get("concept")
         if concept is not None and concept != spec.name:
