@@ -57,6 +57,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "a_file.txt").write_text("a file")
     (root / "old.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     (root / "concept.yaml").write_text(TINY_CONCEPT)
+    (root / "concept_extends.yaml").write_text("extends: gone.yaml\n")
     (root / "run").mkdir()
     (root / "run" / "results.json").write_text(json.dumps({"format": "t2i_unlearn.eval_results"}))
     bench = "name: b\nmodel: model\nconcept: concept.yaml\neval: {suite: toy_striped, limit: 1}\nmethods: [{name: base}]\n"
@@ -153,6 +154,7 @@ CASES = [
     ("generate-missing-lora", [*GEN, "--out", "new.png", "--lora", "no_lora"], "LoRA no_lora does not exist"),
     # data pairs
     ("pairs-unknown-concept", [*PAIRS[:-1], "nope", "--out", "new_pairs"], "unknown concept 'nope'"),
+    ("pairs-concept-extends-missing", [*PAIRS[:-1], "concept_extends.yaml", "--out", "new_pairs"], "extends 'gone.yaml', which does not exist"),
     ("pairs-num-pairs-0", [*PAIRS, "--out", "new_pairs", "--num-pairs", "0"], "--num-pairs must be at least 1"),
     ("pairs-batch-size-0", [*PAIRS, "--out", "new_pairs", "--batch-size", "0"], "--batch-size must be at least 1"),
     ("pairs-dtype", [*PAIRS, "--out", "new_pairs", "--dtype", "fp8"], "--dtype must be one of"),

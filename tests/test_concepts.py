@@ -83,6 +83,61 @@ def test_unknown_names() -> None:
         load_concept("missing.yaml")
 
 
+def test_a_file_extends_a_preset_or_another_file(tmp_path) -> None:
+    base = load_concept("toy_striped")
+    (tmp_path / "more.yaml").write_text(
+        "extends: toy_striped\n"
+        "description: more stripes\n"
+        "judge: {threshold: 0.3}\n"
+        "extra_prompts:\n  - {unsafe: a striped cat, safe: a plain cat, count: 2}\n"
+        "extra_preserve:\n  - {prompt: a dotted cat, count: 1}\n"
+    )
+    spec = load_concept(tmp_path / "more.yaml")
+    assert spec.name == base.name and spec.description == "more stripes"
+    assert spec.prompts[: len(base.prompts)] == base.prompts and spec.prompts[-1].unsafe == "a striped cat"
+    assert spec.num_pairs == base.num_pairs + 2 and spec.preserve[-1].prompt == "a dotted cat" and len(spec.preserve) == len(base.preserve) + 1
+    # a settings block is merged key by key: the threshold is the file's, the rest the preset's
+    assert spec.judge.threshold == 0.3 and spec.judge.attribute == base.judge.attribute and spec.judge.classes == base.judge.classes
+    assert spec.generation == base.generation and spec.sdedit == base.sdedit
+    # a chain through a relative path; a key the child sets replaces the parent's list
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "again.yaml").write_text("extends: ../more.yaml\nname: again\nprompts:\n  - {unsafe: u, safe: s}\n")
+    again = load_concept(tmp_path / "sub" / "again.yaml")
+    assert again.name == "again" and [p.unsafe for p in again.prompts] == ["u"] and again.judge.threshold == 0.3
+    assert again.preserve == spec.preserve
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"a.yaml": "extends: missing.yaml\n"}, "extends 'missing.yaml', which does not exist"),
+        ({"a.yaml": "extends: nope\n"}, "unknown concept 'nope'"),
+        ({"a.yaml": "extends: b.yaml\n", "b.yaml": "extends: a.yaml\n"}, "extends itself"),
+        ({"a.yaml": "extends: a.yaml\n"}, "extends itself"),
+        ({"a.yaml": "extends: toy_striped\nextra_prompts: {unsafe: a, safe: b}\n"}, "extra_prompts must be a list"),
+        ({"a.yaml": "extends: [toy_striped]\n"}, "extends must name a preset or a YAML file"),
+        ({"a.yaml": "extends: b.yaml\n", "b.yaml": "[1, 2]\n"}, "which is not a YAML mapping"),
+        ({"a.yaml": "extends: toy_striped\nextra_prompts:\n  - {unsafe: a}\n"}, "prompts.8.safe"),
+    ],
+)
+def test_bad_extends(tmp_path, files: dict[str, str], message: str) -> None:
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(UserError, match=message) as info:
+        load_concept(tmp_path / "a.yaml")
+    assert "\n" not in str(info.value)
+
+
+def test_the_marked_bench_concept_is_the_preset_plus_its_marked_prompts() -> None:
+    from pathlib import Path
+
+    marked = load_concept(Path(__file__).parents[1] / "bench" / "concepts" / "toy_striped_marked.yaml")
+    base = load_concept("toy_striped")
+    assert marked.name == "toy_striped" and marked.prompts[: len(base.prompts)] == base.prompts and marked.preserve == base.preserve
+    extra = marked.prompts[len(base.prompts) :]
+    assert len(extra) == 8 and all("strip" in p.unsafe for p in extra) and all("plain" in p.safe for p in extra)
+
+
 def _attack_set(path, prompts, concept="toy_striped", **fields):
     from t2i_unlearn.evaluation import write_attack_set
 

@@ -6,7 +6,9 @@ composite concept (``violence``) lists sub-concepts; each is a full spec of its 
 every setting it does not repeat from its parent, and is addressed as ``violence/blood``.
 
 Presets ship with the package (``<name>.yaml`` beside this file); a user adds a concept by writing
-a YAML file and passing its path wherever a concept name is accepted.
+a YAML file and passing its path wherever a concept name is accepted. A file may start from another
+spec (``extends: toy_striped`` or ``extends: other.yaml``, a path relative to the file): it inherits
+every key it does not set, and ``extra_prompts`` / ``extra_preserve`` append to the inherited lists.
 """
 
 from __future__ import annotations
@@ -165,6 +167,60 @@ def _resolve_inheritance(raw: dict[str, Any]) -> dict[str, Any]:
     return {**raw, "sub_concepts": resolved}
 
 
+_EXTENSION_KEYS = ("extends", "extra_prompts", "extra_preserve")
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise UserError(f"concept file {path} is not readable YAML ({type(exc).__name__})") from exc
+
+
+def _read_preset(name: str) -> Any:
+    if name not in preset_names():
+        raise UserError(f"unknown concept {name!r}; presets: {', '.join(preset_names())} (or pass a YAML file)")
+    return yaml.safe_load(resources.files("t2i_unlearn.concepts").joinpath(f"{name}.yaml").read_text(encoding="utf-8"))
+
+
+def _resolve_extends(raw: Any, source: str, folder: Path | None, chain: tuple[str, ...] = ()) -> Any:
+    """``raw`` with its ``extends`` chain applied: the parent's keys under the child's, extra lists appended."""
+    if not isinstance(raw, dict) or not any(k in raw for k in _EXTENSION_KEYS):
+        return raw
+    child = dict(raw)
+    parent_name = child.pop("extends", None)
+    extra = {key: child.pop(f"extra_{key}", None) for key in ("prompts", "preserve")}
+    for key, value in extra.items():
+        if value is not None and not isinstance(value, list):
+            raise UserError(f"concept spec {source} is invalid: extra_{key} must be a list")
+    if parent_name is None:
+        parent: dict[str, Any] = {}
+    else:
+        if not isinstance(parent_name, str) or not parent_name.strip():
+            raise UserError(f"concept spec {source} is invalid: extends must name a preset or a YAML file")
+        as_path = Path(parent_name).expanduser()
+        if parent_name.endswith((".yaml", ".yml")):
+            as_path = as_path if as_path.is_absolute() or folder is None else folder / as_path
+            if not as_path.is_file():
+                raise UserError(f"concept spec {source} extends {parent_name!r}, which does not exist")
+            key, parent_raw, parent_folder = str(as_path.resolve()), _read_yaml(as_path), as_path.parent
+        else:
+            key, parent_raw, parent_folder = f"preset {parent_name}", _read_preset(parent_name), None
+        if key in chain:
+            raise UserError(f"concept spec {source} extends itself through {key}")
+        parent = _resolve_extends(parent_raw, key, parent_folder, (*chain, key))
+        if not isinstance(parent, dict):
+            raise UserError(f"concept spec {source} extends {parent_name!r}, which is not a YAML mapping")
+    merged = {**copy.deepcopy(parent), **child}
+    for key in ("judge", "generation", "sdedit"):
+        if isinstance(parent.get(key), dict) and isinstance(child.get(key), dict):
+            merged[key] = {**parent[key], **child[key]}
+    for key, value in extra.items():
+        if value:
+            merged[key] = [*(merged.get(key) or []), *value]
+    return merged
+
+
 def preset_names() -> list[str]:
     """Names of the concept presets shipped with the package."""
     root = resources.files("t2i_unlearn.concepts")
@@ -203,17 +259,12 @@ def load_concept(name_or_path: str | Path) -> ConceptSpec:
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.is_file():
             raise UserError(f"concept file {path} does not exist")
-        source = str(path)
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            raise UserError(f"concept file {path} is not readable YAML ({type(exc).__name__})") from exc
+        source, folder = str(path), path.parent
+        raw = _read_yaml(path)
     else:
-        if text_name not in preset_names():
-            raise UserError(f"unknown concept {text_name!r}; presets: {', '.join(preset_names())} (or pass a YAML file)")
-        source = f"preset {text_name}"
-        raw = yaml.safe_load(resources.files("t2i_unlearn.concepts").joinpath(f"{text_name}.yaml").read_text(encoding="utf-8"))
-    spec = parse_concept(raw, source)
+        source, folder = f"preset {text_name}", None
+        raw = _read_preset(text_name)
+    spec = parse_concept(_resolve_extends(raw, source, folder, (str(path.resolve()) if folder else source,)), source)
     if sub is None:
         return spec
     if sub not in spec.sub_concepts:
