@@ -21,7 +21,7 @@ toy_app = typer.Typer(no_args_is_help=True, help="The toy world: a small Stable-
 
 @toy_app.command("build")
 def toy_build(
-    preset: Annotated[str, typer.Option(help="quick (tests, ~4.5 min on 2 idle cores) or full (the bench, ~70 min).")] = "full",
+    preset: Annotated[str, typer.Option(help="quick (tests, ~2.5 min on 2 idle cores) or full (the bench, ~53 min).")] = "full",
     out: Annotated[Path | None, typer.Option(help="World directory (default: the user cache directory).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the whole build.")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace what --out holds (another world, or any folder) and build again.")] = False,

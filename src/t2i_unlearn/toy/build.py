@@ -55,6 +55,52 @@ def _generator(seed: int, stage: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + stage * 100_003 + step)
 
 
+def make_text_encoder(preset: ToyPreset, tok: Any) -> torch.nn.Module:
+    """The toy world's text encoder (a 2-layer CLIP text model), freshly initialised from torch's global seed."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    h = preset.text_hidden
+    return CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tok),
+            hidden_size=h,
+            intermediate_size=4 * h,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=tok.model_max_length,
+            projection_dim=h,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+        )
+    )
+
+
+def make_unet(preset: ToyPreset) -> torch.nn.Module:
+    """The toy world's UNet, freshly initialised from torch's global seed.
+
+    Stable Diffusion 1.x's layout scaled down: self- and cross-attention at every resolution but the
+    lowest, a plain ResNet block there, mirrored up blocks, attention in the mid block.
+    """
+    from diffusers import UNet2DConditionModel
+
+    c = preset.unet_channels
+    return UNet2DConditionModel(
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D",) * (len(c) - 1) + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (len(c) - 1),
+        mid_block_type="UNetMidBlock2DCrossAttn",
+        block_out_channels=c,
+        layers_per_block=1,
+        cross_attention_dim=preset.text_hidden,
+        # diffusers reads this UNet's ``attention_head_dim`` as the number of heads: 16 channels a head.
+        attention_head_dim=tuple(max(1, ch // 16) for ch in c),
+        norm_num_groups=8,
+    )
+
+
 class _Builder:
     def __init__(self, out: Path, preset: ToyPreset, seed: int, progress: bool):
         self.out, self.preset, self.seed, self.progress = out, preset, seed, progress
@@ -204,7 +250,10 @@ class _Builder:
         vae.eval()
         with torch.no_grad():
             latents = torch.cat([vae.encode(x_all[i : i + 512]).latent_dist.mean for i in range(0, len(x_all), 512)])
-            recon_idx = torch.arange(0, len(x_all), max(1, len(x_all) // 4000))
+            # The judges' reconstructed images: every 10th of the full world's 40,000 (4,000), a quarter of a
+            # smaller data set (the quick world decodes 1,000 of its 4,000).
+            n_recon = max(1, min(4000, len(x_all) // 4))
+            recon_idx = torch.arange(0, len(x_all), max(1, len(x_all) // n_recon))
             recon = torch.cat([vae.decode(latents[recon_idx[i : i + 512]]).sample for i in range(0, len(recon_idx), 512)])
         mse = F.mse_loss(recon, x_all[recon_idx]).item()
         scaling = float(1.0 / latents.std())
@@ -217,8 +266,8 @@ class _Builder:
         self._mark("vae", recon_mse=mse, scaling_factor=scaling)
 
     def unet(self) -> None:
-        from diffusers import DDPMScheduler, UNet2DConditionModel
-        from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+        from diffusers import DDPMScheduler
+        from transformers import CLIPTokenizer
 
         _, captions, _ = self._data()
         tok = CLIPTokenizer.from_pretrained(self.scratch / "tokenizer")
@@ -229,38 +278,8 @@ class _Builder:
         latents = latents * vae_cfg["scaling_factor"]
 
         torch.manual_seed(self.seed + 1)
-        h = self.preset.text_hidden
-        text_encoder = CLIPTextModel(
-            CLIPTextConfig(
-                vocab_size=len(tok),
-                hidden_size=h,
-                intermediate_size=4 * h,
-                num_hidden_layers=2,
-                num_attention_heads=2,
-                max_position_embeddings=tok.model_max_length,
-                projection_dim=h,
-                bos_token_id=tok.bos_token_id,
-                eos_token_id=tok.eos_token_id,
-                pad_token_id=tok.pad_token_id,
-            )
-        )
-        c = self.preset.unet_channels
-        # Stable Diffusion 1.x's layout scaled down: self- and cross-attention at every resolution but the
-        # lowest, a plain ResNet block there, mirrored up blocks, attention in the mid block.
-        unet = UNet2DConditionModel(
-            sample_size=16,
-            in_channels=4,
-            out_channels=4,
-            down_block_types=("CrossAttnDownBlock2D",) * (len(c) - 1) + ("DownBlock2D",),
-            up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (len(c) - 1),
-            mid_block_type="UNetMidBlock2DCrossAttn",
-            block_out_channels=c,
-            layers_per_block=1,
-            cross_attention_dim=h,
-            # diffusers reads this UNet's ``attention_head_dim`` as the number of heads: 16 channels a head.
-            attention_head_dim=tuple(max(1, ch // 16) for ch in c),
-            norm_num_groups=8,
-        )
+        text_encoder = make_text_encoder(self.preset, tok)
+        unet = make_unet(self.preset)
         noise_sched = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000)
         alphas = noise_sched.alphas_cumprod
         snr = alphas / (1 - alphas)

@@ -50,7 +50,7 @@ class ToyPreset:
 
 
 PRESETS: dict[str, ToyPreset] = {
-    "quick": ToyPreset(name="quick", n_images=4000, vae_steps=80, unet_steps=150, judge_steps=150, eval_per_group=16, judge_variants=600, checkpoint_every=50),
+    "quick": ToyPreset(name="quick", n_images=4000, vae_steps=50, unet_steps=100, judge_steps=100, eval_per_group=16, judge_variants=600, checkpoint_every=50),
     "full": ToyPreset(name="full", n_images=40000, vae_steps=300, unet_steps=3600, judge_steps=2500, eval_per_group=200),
 }
 

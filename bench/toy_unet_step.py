@@ -1,0 +1,82 @@
+"""Time of one toy-world UNet training step (text encoder + UNet, batch 64, AdamW) in three forms.
+
+    OMP_NUM_THREADS=1 python bench/toy_unet_step.py [--preset full] [--rounds 6] [--threads 1]
+
+eager (what `toy build` runs), channels-last memory format, and `torch.compile` of the UNet: the same
+models (the build's own constructors), paired and alternating round by round, two steps a round; prints
+the median seconds a step of each and the compile time. Docs: docs/toy_world.md, "Build time".
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from t2i_unlearn.toy.build import make_text_encoder, make_unet
+from t2i_unlearn.toy.world import get_preset
+
+
+class _Tok:
+    """What make_text_encoder reads from a tokenizer, for a vocabulary of the toy world's size."""
+
+    def __init__(self, n: int = 400):
+        self.n, self.model_max_length, self.bos_token_id, self.eos_token_id, self.pad_token_id = n, 77, n - 2, n - 1, n - 1
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="full")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--forms", nargs="+", default=["eager", "channels_last", "compile"], choices=["eager", "channels_last", "compile"])
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    preset = get_preset(args.preset)
+    batch = preset.unet_batch
+    tok = _Tok()
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, len(tok), (batch, tok.model_max_length), generator=g)
+    z = torch.randn(batch, 4, 16, 16, generator=g)
+    t = torch.randint(0, 1000, (batch,), generator=g)
+    steps = {}
+    for form in args.forms:
+        torch.manual_seed(0)
+        text_encoder, unet = make_text_encoder(preset, tok), make_unet(preset)
+        x = z
+        if form == "channels_last":
+            unet, x = unet.to(memory_format=torch.channels_last), z.contiguous(memory_format=torch.channels_last)
+        forward = torch.compile(unet) if form == "compile" else unet
+        params = [*unet.parameters(), *text_encoder.parameters()]
+        opt = torch.optim.AdamW(params, lr=1e-4)
+
+        def step(forward=forward, text_encoder=text_encoder, params=params, opt=opt, x=x) -> None:
+            loss = ((forward(x, t, text_encoder(ids)[0]).sample - z) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+
+        start = time.perf_counter()
+        step()
+        step()
+        print(f"{form}: first two steps (warm-up{', compile' if form == 'compile' else ''}) {time.perf_counter() - start:.1f} s", flush=True)
+        steps[form] = step
+    times: dict[str, list[float]] = {form: [] for form in steps}
+    for _ in range(args.rounds):
+        for form, step in steps.items():
+            start = time.perf_counter()
+            step()
+            step()
+            times[form].append((time.perf_counter() - start) / 2)
+    for form, values in times.items():
+        print(f"{form}: median {statistics.median(values):.3f} s a step over {len(values)} rounds ({' '.join(f'{v:.3f}' for v in values)})")
+
+
+if __name__ == "__main__":
+    main()
