@@ -143,15 +143,20 @@ class ConceptSpec(_Strict):
         return [plan[i % len(plan)] for i in range(num_pairs)]
 
 
-def _merge(parent: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
-    """Child settings over parent settings, one level deep for the settings blocks."""
-    out = {k: copy.deepcopy(v) for k, v in parent.items() if k not in ("prompts", "sub_concepts", "name", "description")}
+def _overlay(parent: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    """Child keys over (a copy of) parent keys, one level deep for the settings blocks."""
+    out = copy.deepcopy(parent)
     for key, value in child.items():
         if key in ("judge", "generation", "sdedit") and isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = {**out[key], **value}
         else:
             out[key] = value
     return out
+
+
+def _merge(parent: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    """A sub-concept's spec: its settings over its parent's; prompts, sub-concepts, name and description are its own."""
+    return _overlay({k: v for k, v in parent.items() if k not in ("prompts", "sub_concepts", "name", "description")}, child)
 
 
 def _resolve_inheritance(raw: dict[str, Any]) -> dict[str, Any]:
@@ -198,8 +203,8 @@ def _resolve_extends(raw: Any, source: str, folder: Path | None, chain: tuple[st
     else:
         if not isinstance(parent_name, str) or not parent_name.strip():
             raise UserError(f"concept spec {source} is invalid: extends must name a preset or a YAML file")
-        as_path = Path(parent_name).expanduser()
         if parent_name.endswith((".yaml", ".yml")):
+            as_path = Path(parent_name).expanduser()
             as_path = as_path if as_path.is_absolute() or folder is None else folder / as_path
             if not as_path.is_file():
                 raise UserError(f"concept spec {source} extends {parent_name!r}, which does not exist")
@@ -211,10 +216,7 @@ def _resolve_extends(raw: Any, source: str, folder: Path | None, chain: tuple[st
         parent = _resolve_extends(parent_raw, key, parent_folder, (*chain, key))
         if not isinstance(parent, dict):
             raise UserError(f"concept spec {source} extends {parent_name!r}, which is not a YAML mapping")
-    merged = {**copy.deepcopy(parent), **child}
-    for key in ("judge", "generation", "sdedit"):
-        if isinstance(parent.get(key), dict) and isinstance(child.get(key), dict):
-            merged[key] = {**parent[key], **child[key]}
+    merged = _overlay(parent, child)
     for key, value in extra.items():
         if value:
             merged[key] = [*(merged.get(key) or []), *value]
