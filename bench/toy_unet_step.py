@@ -2,9 +2,10 @@
 
     OMP_NUM_THREADS=1 python bench/toy_unet_step.py [--preset full] [--rounds 6] [--threads 1]
 
-eager (what `toy build` runs), channels-last memory format, and `torch.compile` of the UNet: the same
-models (the build's own constructors), paired and alternating round by round, two steps a round; prints
-the median seconds a step of each and the compile time. Docs: docs/toy_world.md, "Build time".
+eager (what `toy build` runs), channels-last memory format, `torch.compile` of the UNet, and bf16 autocast
+(CPU, for machines with AMX or AVX512-BF16): the same models (the build's own constructors), paired and
+alternating round by round, two steps a round; prints the median seconds a step of each and the compile time. ``--parts`` also times the parts of an eager step
+(forward + backward, gradient clipping, AdamW, the EMA update as the build does it). Docs: docs/toy_world.md, "Build time".
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ def main() -> None:
     parser.add_argument("--preset", default="full")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--forms", nargs="+", default=["eager", "channels_last", "compile"], choices=["eager", "channels_last", "compile"])
+    parser.add_argument("--forms", nargs="+", default=["eager", "channels_last", "compile"], choices=["eager", "channels_last", "compile", "bf16"])
+    parser.add_argument("--parts", action="store_true", help="also time the parts of an eager step")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     preset = get_preset(args.preset)
@@ -55,8 +57,10 @@ def main() -> None:
         params = [*unet.parameters(), *text_encoder.parameters()]
         opt = torch.optim.AdamW(params, lr=1e-4)
 
-        def step(forward=forward, text_encoder=text_encoder, params=params, opt=opt, x=x) -> None:
-            loss = ((forward(x, t, text_encoder(ids)[0]).sample - z) ** 2).mean()
+        def step(forward=forward, text_encoder=text_encoder, params=params, opt=opt, x=x, bf16=form == "bf16") -> None:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                pred = forward(x, t, text_encoder(ids)[0]).sample
+            loss = ((pred.float() - z) ** 2).mean()
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -76,6 +80,43 @@ def main() -> None:
             times[form].append((time.perf_counter() - start) / 2)
     for form, values in times.items():
         print(f"{form}: median {statistics.median(values):.3f} s a step over {len(values)} rounds ({' '.join(f'{v:.3f}' for v in values)})")
+    if args.parts:
+        _time_parts(preset, tok, ids, z, t, args.rounds)
+
+
+def _time_parts(preset, tok, ids, z, t, rounds: int) -> None:
+    torch.manual_seed(0)
+    text_encoder, unet = make_text_encoder(preset, tok), make_unet(preset)
+    params = [*unet.parameters(), *text_encoder.parameters()]
+    opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=1e-2)
+    modules = {"unet": unet, "text_encoder": text_encoder}
+    ema = {k: {n: p.detach().clone() for n, p in m.state_dict().items()} for k, m in modules.items()}
+
+    def forward_backward() -> None:
+        loss = ((unet(z, t, text_encoder(ids)[0]).sample - z) ** 2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+
+    def ema_update() -> None:
+        with torch.no_grad():
+            for k, m in modules.items():
+                for n, p in m.state_dict().items():
+                    ema[k][n].mul_(0.999).add_(p.detach(), alpha=0.001)
+
+    parts = {
+        "forward+backward": forward_backward,
+        "clip": lambda: torch.nn.utils.clip_grad_norm_(params, 1.0),
+        "adamw": opt.step,
+        "ema": ema_update,
+    }
+    times: dict[str, list[float]] = {name: [] for name in parts}
+    for _ in range(rounds + 1):
+        for name, part in parts.items():
+            start = time.perf_counter()
+            part()
+            times[name].append(time.perf_counter() - start)
+    for name, values in times.items():
+        print(f"part {name}: median {1000 * statistics.median(values[1:]):.1f} ms over {rounds} rounds")
 
 
 if __name__ == "__main__":
