@@ -3,7 +3,9 @@
 python scripts/duo_toy_grid.py --lora runs/duo_v2/lora_authors --lora runs/duo_v2/lora_toy --out docs/img/duo_toy_grid.png
 
 Row groups, top to bottom: striped prompts, striped prompts in held-out phrasings, dotted prompts, unrelated
-prompts; in each group one row for the base model, then one per ``--lora`` in the order given.
+prompts (and with ``--empty`` the empty prompt, at bench/duo_toy_empty_prompt.py's seeds); in each group one row
+for the base model, then one per ``--lora`` in the order given. ``--guidance`` sets the classifier-free guidance
+(default 4, the bench's).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ def main() -> None:
     parser.add_argument("--lora", action="append", required=True, help="a LoRA folder (repeat for several)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--n", type=int, default=12, help="images per row")
+    parser.add_argument("--guidance", type=float, default=4.0)
+    parser.add_argument("--empty", action="store_true", help="add a group for the empty prompt")
     args = parser.parse_args()
 
     from PIL import Image
@@ -37,11 +41,14 @@ def main() -> None:
         concept_prompts(args.n, seed=12, texture="dotted", mark="none")[0],
         concept_prompts(args.n, seed=13, texture="plain", mark="none")[0],
     ]
+    # the acceptance bench's first prompts and seeds
+    groups = [(prompts, list(range(10_000, 10_000 + args.n))) for prompts in groups]
+    if args.empty:
+        groups.append(([""] * args.n, list(range(20_000, 20_000 + args.n))))
     rows = []
-    for prompts in groups:
-        seeds = list(range(10_000, 10_000 + args.n))  # the acceptance bench's first prompts and seeds
+    for prompts, seeds in groups:
         for pipe in pipes:
-            rows.append(np.concatenate(list(generate_images(pipe, prompts, seeds, steps=25, guidance=4.0)), axis=1))
+            rows.append(np.concatenate(list(generate_images(pipe, prompts, seeds, steps=25, guidance=args.guidance)), axis=1))
         rows.append(np.full((4, rows[-1].shape[1], 3), 255, dtype=np.uint8))  # a white gap between groups
     grid = np.concatenate(rows, axis=0)
     args.out.parent.mkdir(parents=True, exist_ok=True)

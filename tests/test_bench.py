@@ -256,3 +256,22 @@ def test_demo_second_run_reuses_every_stage(quick_world: Path, tmp_path: Path, m
     assert fresh.exit_code == 0, fresh.output[-3000:]
     stages = json.loads((tmp_path / "d" / "results.json").read_text())["run"]["stages"]
     assert all(s["status"] == "ran" for s in stages)
+
+
+def test_empty_prompt_bench_script(quick_world, tmp_path):
+    """bench/duo_toy_empty_prompt.py draws N empty-prompt images per model and writes the judge's rates."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "duo_toy_empty_prompt.py"
+    out = tmp_path / "empty.json"
+    world = str(quick_world / "pipeline")
+    done = subprocess.run([sys.executable, script, "--world", world, "--n", "3", "--steps", "2", "--out", out], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["n"] == 3 and list(result["rates"]) == ["base"]
+    for rate in result["rates"]["base"].values():
+        assert rate in (0.0, 1 / 3, 2 / 3, 1.0)
+    assert "base: empty prompt, 3 images" in done.stdout
+    bad = subprocess.run([sys.executable, script, "--world", world, "--lora", f"x={tmp_path / 'missing'}"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "no adapter at" in bad.stderr
