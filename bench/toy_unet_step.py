@@ -1,11 +1,13 @@
-"""Time of one toy-world UNet training step (text encoder + UNet, batch 64, AdamW) in three forms.
+"""Time of one toy-world UNet training step (text encoder + UNet, batch 64, AdamW) in several forms.
 
     OMP_NUM_THREADS=1 python bench/toy_unet_step.py [--preset full] [--rounds 6] [--threads 1]
+        [--forms eager channels_last compile bf16] [--parts]
 
 eager (what `toy build` runs), channels-last memory format, `torch.compile` of the UNet, and bf16 autocast
 (CPU, for machines with AMX or AVX512-BF16): the same models (the build's own constructors), paired and
-alternating round by round, two steps a round; prints the median seconds a step of each and the compile time. ``--parts`` also times the parts of an eager step
-(forward + backward, gradient clipping, AdamW, the EMA update as the build does it). Docs: docs/toy_world.md, "Build time".
+alternating round by round, two steps a round; prints the median seconds a step of each and the compile
+time. ``--parts`` also times the parts of an eager step (forward + backward, gradient clipping, AdamW, the
+EMA update as the build does it). Docs: docs/toy_world.md, "Build time".
 """
 
 from __future__ import annotations
