@@ -31,6 +31,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=20_000, help="first sampling seed")
     parser.add_argument("--out", type=Path, default=None, help="JSON file for the rates")
     args = parser.parse_args()
+    if args.n < 1 or args.steps < 1:
+        parser.error("--n and --steps must be at least 1")
     loras = [item.split("=", 1) for item in args.lora]
     if any(len(item) != 2 or not item[0] or not item[1] for item in loras):
         parser.error("--lora takes NAME=PATH")
@@ -38,22 +40,31 @@ def main() -> None:
         if not Path(path).exists():
             parser.error(f"no adapter at {path}")
 
-    from t2i_unlearn.models import generate_images, load_pipeline, resolve_model
-    from t2i_unlearn.toy.judges import labels_from_probs, load_judge, predict
+    from t2i_unlearn.errors import UserError
+    from t2i_unlearn.judges.toy import find_toy_judges
 
-    judge = load_judge(Path(resolve_model(args.world)).parent / "judges")
+    try:
+        judges_dir = find_toy_judges(args.world)
+    except UserError as exc:
+        parser.error(str(exc))
+    world = str(judges_dir.parent / "pipeline")
+
+    from t2i_unlearn.models import generate_images, load_pipeline
+    from t2i_unlearn.toy.judges import labels_from_probs, load_judge, predict
+    from t2i_unlearn.utils.io import atomic_write_json
+
+    judge = load_judge(judges_dir)
     seeds = list(range(args.seed, args.seed + args.n))
     rates = {}
     for name, lora in [("base", None), *loras]:
-        pipe = load_pipeline(args.world, lora=lora)
+        pipe = load_pipeline(world, lora=lora)
         images = generate_images(pipe, [""] * args.n, seeds, steps=args.steps, guidance=1.0, batch_size=50)
         textures = [lab["texture"] for lab in labels_from_probs(judge, predict(judge, images))]
         rates[name] = {"striped": float(np.mean([t == "striped" for t in textures])), "dotted": float(np.mean([t == "dotted" for t in textures]))}
         print(f"{name}: empty prompt, {args.n} images: striped {rates[name]['striped']:.3f}, dotted {rates[name]['dotted']:.3f}", flush=True)
-    result = {"world": str(resolve_model(args.world)), "n": args.n, "steps": args.steps, "first_seed": args.seed, "adapters": dict(loras), "rates": rates}
+    result = {"world": world, "n": args.n, "steps": args.steps, "first_seed": args.seed, "adapters": dict(loras), "rates": rates}
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        atomic_write_json(args.out, result)
     print(json.dumps(result))
 
 

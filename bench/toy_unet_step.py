@@ -7,7 +7,7 @@ eager (what `toy build` runs), channels-last memory format, `torch.compile` of t
 (CPU, for machines with AMX or AVX512-BF16): the same models (the build's own constructors), paired and
 alternating round by round, two steps a round; prints the median seconds a step of each and the compile
 time. ``--parts`` also times the parts of an eager step (forward + backward, gradient clipping, AdamW, the
-EMA update as the build does it). Docs: docs/toy_world.md, "Build time".
+EMA update: the build's own `ema_update`). Docs: docs/toy_world.md, "Build time".
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from t2i_unlearn.toy.build import make_text_encoder, make_unet
+from t2i_unlearn.toy.build import ema_update, make_text_encoder, make_unet
 from t2i_unlearn.toy.world import get_preset
 
 
@@ -50,14 +50,11 @@ def main() -> None:
     t = torch.randint(0, 1000, (batch,), generator=g)
     steps = {}
     for form in args.forms:
-        torch.manual_seed(0)
-        text_encoder, unet = make_text_encoder(preset, tok), make_unet(preset)
+        text_encoder, unet, params, opt = _models(preset, tok)
         x = z
         if form == "channels_last":
             unet, x = unet.to(memory_format=torch.channels_last), z.contiguous(memory_format=torch.channels_last)
         forward = torch.compile(unet) if form == "compile" else unet
-        params = [*unet.parameters(), *text_encoder.parameters()]
-        opt = torch.optim.AdamW(params, lr=1e-4)
 
         def step(forward=forward, text_encoder=text_encoder, params=params, opt=opt, x=x, bf16=form == "bf16") -> None:
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -86,11 +83,16 @@ def main() -> None:
         _time_parts(preset, tok, ids, z, t, args.rounds)
 
 
-def _time_parts(preset, tok, ids, z, t, rounds: int) -> None:
+def _models(preset, tok) -> tuple[torch.nn.Module, torch.nn.Module, list[torch.nn.Parameter], torch.optim.Optimizer]:
+    """The build's text encoder and UNet from the same seed, their parameters and an AdamW over them."""
     torch.manual_seed(0)
     text_encoder, unet = make_text_encoder(preset, tok), make_unet(preset)
     params = [*unet.parameters(), *text_encoder.parameters()]
-    opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=1e-2)
+    return text_encoder, unet, params, torch.optim.AdamW(params, lr=1e-4)
+
+
+def _time_parts(preset, tok, ids, z, t, rounds: int) -> None:
+    text_encoder, unet, params, opt = _models(preset, tok)
     modules = {"unet": unet, "text_encoder": text_encoder}
     ema = {k: {n: p.detach().clone() for n, p in m.state_dict().items()} for k, m in modules.items()}
 
@@ -99,17 +101,11 @@ def _time_parts(preset, tok, ids, z, t, rounds: int) -> None:
         opt.zero_grad(set_to_none=True)
         loss.backward()
 
-    def ema_update() -> None:
-        with torch.no_grad():
-            for k, m in modules.items():
-                for n, p in m.state_dict().items():
-                    ema[k][n].mul_(0.999).add_(p.detach(), alpha=0.001)
-
     parts = {
         "forward+backward": forward_backward,
         "clip": lambda: torch.nn.utils.clip_grad_norm_(params, 1.0),
         "adamw": opt.step,
-        "ema": ema_update,
+        "ema": lambda: ema_update(ema, modules, preset.ema_decay),
     }
     times: dict[str, list[float]] = {name: [] for name in parts}
     for _ in range(rounds + 1):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -259,10 +261,7 @@ def test_demo_second_run_reuses_every_stage(quick_world: Path, tmp_path: Path, m
 
 
 def test_empty_prompt_bench_script(quick_world, tmp_path):
-    """bench/duo_toy_empty_prompt.py draws N empty-prompt images per model and writes the judge's rates."""
-    import subprocess
-    import sys
-
+    """bench/duo_toy_empty_prompt.py draws N empty-prompt images per model and writes the judge's rates; bad arguments exit 2."""
     script = Path(__file__).resolve().parents[1] / "bench" / "duo_toy_empty_prompt.py"
     out = tmp_path / "empty.json"
     world = str(quick_world / "pipeline")
@@ -273,5 +272,11 @@ def test_empty_prompt_bench_script(quick_world, tmp_path):
     for rate in result["rates"]["base"].values():
         assert rate in (0.0, 1 / 3, 2 / 3, 1.0)
     assert "base: empty prompt, 3 images" in done.stdout
-    bad = subprocess.run([sys.executable, script, "--world", world, "--lora", f"x={tmp_path / 'missing'}"], capture_output=True, text=True)
-    assert bad.returncode == 2 and "no adapter at" in bad.stderr
+    for args, message in [
+        (["--world", world, "--lora", f"x={tmp_path / 'missing'}"], "no adapter at"),
+        (["--world", world, "--lora", "no-name"], "--lora takes NAME=PATH"),
+        (["--world", world, "--n", "0"], "--n and --steps must be at least 1"),
+        (["--world", str(tmp_path)], "is not a diffusers pipeline directory"),
+    ]:
+        bad = subprocess.run([sys.executable, script, *args], capture_output=True, text=True)
+        assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr, (args, bad.stderr[-1000:])

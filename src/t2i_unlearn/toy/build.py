@@ -101,6 +101,17 @@ def make_unet(preset: ToyPreset) -> torch.nn.Module:
     )
 
 
+def ema_update(ema_state: dict[str, dict[str, torch.Tensor]], modules: dict[str, torch.nn.Module], decay: float) -> None:
+    """Move the EMA copies ``ema_state[name][tensor]`` towards the modules' weights (buffers that are not floats are copied)."""
+    with torch.no_grad():
+        for k, m in modules.items():
+            for n, t in m.state_dict().items():
+                if t.dtype.is_floating_point:
+                    ema_state[k][n].mul_(decay).add_(t.detach(), alpha=1 - decay)
+                else:
+                    ema_state[k][n].copy_(t)
+
+
 class _Builder:
     def __init__(self, out: Path, preset: ToyPreset, seed: int, progress: bool):
         self.out, self.preset, self.seed, self.progress = out, preset, seed, progress
@@ -169,14 +180,7 @@ class _Builder:
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             if ema_state is not None:
-                decay = min(self.preset.ema_decay, (1 + step) / (10 + step))
-                with torch.no_grad():
-                    for k, m in modules.items():
-                        for n, t in m.state_dict().items():
-                            if t.dtype.is_floating_point:
-                                ema_state[k][n].mul_(decay).add_(t.detach(), alpha=1 - decay)
-                            else:
-                                ema_state[k][n].copy_(t)
+                ema_update(ema_state, modules, min(self.preset.ema_decay, (1 + step) / (10 + step)))
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.4f}")
             if (step + 1) % self.preset.checkpoint_every == 0 or step + 1 == steps:
