@@ -187,6 +187,11 @@ def test_dry_run_needs_the_prompt_files(tmp_path: Path) -> None:
 
 def test_tiny_bench_end_to_end_then_reused(quick_world: Path, tmp_path: Path) -> None:
     suite = tiny_suite(tmp_path, str(quick_world))
+    # DUO's preset as a file next to the suite (the shipped `toy` preset's text), so that it can change later
+    from t2i_unlearn.methods.config import PRESETS
+
+    shutil.copy(PRESETS / "duo_toy.yaml", tmp_path / "duo_preset.yaml")
+    suite.write_text(suite.read_text().replace("{name: duo, config: toy,", "{name: duo, config: duo_preset.yaml,"))
     out = tmp_path / "run"
     r = run_cli("bench", "--suite", str(suite), "--out", str(out))
     assert r.returncode == 0, r.stderr[-3000:]
@@ -232,6 +237,18 @@ def test_tiny_bench_end_to_end_then_reused(quick_world: Path, tmp_path: Path) ->
     status = {s["stage"]: s["status"] for s in resumed["run"]["stages"]}
     assert status["attack:duo:ring_a_bell"] == "ran" and status["eval:duo"] == "ran" and status["method:duo"] == "reused"
     _same(results, resumed)
+
+    # the preset changes (edited, or a new package version): the same command trains that method again in its
+    # emptied folder, then its attack and evaluation; the other rows are reused
+    preset = tmp_path / "duo_preset.yaml"
+    preset.write_text(preset.read_text().replace("beta: 100", "beta: 50"))
+    r = run_cli("bench", "--suite", str(suite), "--out", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "method:duo: its inputs changed since the last run; starting it over" in r.stdout, r.stdout[-2000:]
+    changed = json.loads((out / "results.json").read_text())
+    status = {s["stage"]: s["status"] for s in changed["run"]["stages"]}
+    assert {k for k, v in status.items() if v == "ran"} == {"method:duo", "attack:duo:ring_a_bell", "eval:duo"}, status
+    assert json.loads((out / "methods" / "duo" / "duo_config.json").read_text())["beta"] == 50
 
 
 def test_demo_second_run_reuses_every_stage(quick_world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,7 +10,8 @@ Stages, in order (each one the package's own API, each writing one artifact fold
 
 A stage is cached by its inputs: its record ``.bench/stages/<stage>.json`` holds a key (hash of its
 settings and of its upstream stages' keys); a stage whose record has the same key and whose folder is
-complete is reused without loading anything. Every artifact is written atomically by the API that
+complete is reused without loading anything, and one whose key changed (a preset edited or upgraded since)
+is run again from an emptied folder, with the stages downstream of it. Every artifact is written atomically by the API that
 makes it (and resumed in place by those that can: pair data, DUO), so ``kill -9`` and the same command
 again continues where it stopped. Images go through the shared image cache (``out/cache`` unless told
 otherwise): the base model's images are drawn once for every row.
@@ -30,6 +31,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -290,6 +292,14 @@ class BenchRun:
                 self._mark(stage, "done", self.record(stage.id)["result"], 0.0, reused=True)
             self.echo(f"{label}: reused")
             return
+        rec = self.record(stage.id)
+        if write and stage.kind != "eval" and rec and rec.get("key") != stage.key and stage.folder.exists():
+            # made with other inputs (a preset or the model changed since): the folder is stale, and the API
+            # that writes it would refuse it; start the stage over, and record its new key first so that an
+            # interruption from here on resumes the new run instead of deleting it again
+            shutil.rmtree(stage.folder)
+            self._mark(stage, "running", {}, 0.0)
+            self.echo(f"{label}: its inputs changed since the last run; starting it over")
         self.echo(f"{label}: running")
         t0 = time.perf_counter()
         try:
