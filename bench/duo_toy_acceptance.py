@@ -9,10 +9,12 @@ Steps (each resumable; the folders are kept under --out):
    - erased: share of images for striped prompts that the judge does NOT see as striped (bar >= 0.95);
    - prior preservation: 1 - mean perceptual distance on unrelated (plain, unmarked) prompts (bar >= 0.85);
    - close concept: dotted rate of the unlearned model / dotted rate of the base model (bar >= 0.80);
-   - not a bar, reported beside them: on the striped prompts, the share of images with the asked
-     shape and colour (base and unlearned) and 1 - perceptual distance to the base image;
+   - on the striped prompts, the share of images with the asked shape and colour (base and unlearned),
+     their ratio (``shape_colour_kept_ratio``) and 1 - perceptual distance to the base image;
    - the same on held-out phrasings (templates no caption or spec uses: ``toy.quality.heldout_prompts``):
-     erased share, dotted kept, and shape+colour kept relative to the base (toy world v2 target >= 0.85).
+     erased share, dotted kept, and shape+colour kept relative to the base.
+``met``: issue 3's three bars. ``v2_targets_met``: toy world v2's targets (erased >= 0.90, prior preservation
+>= 0.90, shape+colour kept >= 0.85 of the base rate in both phrasings).
 Prints one JSON line and writes it to ``--out/acceptance-<lora-name>.json``.
 
 ``--lora PATH`` skips steps 1-2 and measures an adapter made by any method (Dark Miner, ESD ...; a
@@ -60,6 +62,7 @@ def main() -> None:
     from t2i_unlearn.models import generate_images, load_pipeline, resolve_model
     from t2i_unlearn.toy.judges import labels_from_probs, load_judge, perceptual_distance, predict
     from t2i_unlearn.toy.quality import concept_prompts, heldout_prompts
+    from t2i_unlearn.utils.io import atomic_write_json
 
     timings = {}
     stats: dict = {}
@@ -149,12 +152,18 @@ def main() -> None:
         "bars": {"erased_share": ">= 0.95", "prior_preservation": ">= 0.85", "dotted_kept_ratio": ">= 0.80"},
         **{k: round(v, 1) for k, v in timings.items()},
     }
+    result["shape_colour_kept_ratio"] = result["striped_prompts_shape_colour_duo"] / max(result["striped_prompts_shape_colour_base"], 1e-9)
     result["heldout_shape_colour_kept_ratio"] = result["heldout_striped_shape_colour_duo"] / max(result["heldout_striped_shape_colour_base"], 1e-9)
     result["met"] = result["erased_share"] >= 0.95 and result["prior_preservation"] >= 0.85 and result["dotted_kept_ratio"] >= 0.80
-    # toy world v2's targets (issue 11): erase >= 0.90 at prior preservation >= 0.90, and on held-out striped
-    # phrasings the asked shape and colour survive in >= 0.85 of the base model's rate
-    result["v2_targets_met"] = result["erased_share"] >= 0.90 and result["prior_preservation"] >= 0.90 and result["heldout_shape_colour_kept_ratio"] >= 0.85
-    (args.out / f"acceptance-{args.lora_name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    # toy world v2's targets (issue 11): erase >= 0.90 at prior preservation >= 0.90, and on striped prompts the
+    # asked shape and colour survive in >= 0.85 of the base model's rate, in the captions' phrasings and in held-out ones
+    result["v2_targets_met"] = (
+        result["erased_share"] >= 0.90
+        and result["prior_preservation"] >= 0.90
+        and result["shape_colour_kept_ratio"] >= 0.85
+        and result["heldout_shape_colour_kept_ratio"] >= 0.85
+    )
+    atomic_write_json(args.out / f"acceptance-{args.lora_name}.json", result)
     print(json.dumps(result))
 
 

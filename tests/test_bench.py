@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -297,3 +298,34 @@ def test_empty_prompt_bench_script(quick_world, tmp_path):
     ]:
         bad = subprocess.run([sys.executable, script, *args], capture_output=True, text=True)
         assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr, (args, bad.stderr[-1000:])
+
+
+def test_pair_content_bench_script(quick_world, tmp_path):
+    """bench/pair_content.py reads each pair image's shape and colour against its own prompt: rendered pairs whose
+    prompts name what was drawn score higher than the same images under prompts naming another colour."""
+    import numpy as np
+
+    from t2i_unlearn.data import write_pair_folder
+    from t2i_unlearn.toy.render import attribute_values, render_scene, sample_scene
+
+    colours = attribute_values("colour")
+    scenes = [sample_scene(np.random.default_rng([7, i]), texture="striped", mark="none") for i in range(12)]
+    unsafe = np.stack([render_scene(s) for s in scenes])
+    safe = np.stack([render_scene(dataclasses.replace(s, texture="plain")) for s in scenes])
+    right = [f"a picture of a striped {s.colour} {s.shape}" for s in scenes]
+    wrong = [f"a picture of a striped {colours[(colours.index(s.colour) + 1) % len(colours)]} {s.shape}" for s in scenes]
+    script = Path(__file__).resolve().parents[1] / "bench" / "pair_content.py"
+    rates = {}
+    for name, prompts in (("right", right), ("wrong", wrong)):
+        folder = write_pair_folder(tmp_path / name, unsafe, safe, prompts, [p.replace("striped", "plain") for p in prompts], concept="toy_striped")
+        out = tmp_path / f"{name}.json"
+        done = subprocess.run([sys.executable, script, "--world", str(quick_world), "--pairs", folder, "--out", out], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        result = json.loads(out.read_text())
+        assert set(result["roles"]) == {"unsafe", "safe"} and result["roles"]["safe"]["images"] == 12
+        assert "safe: 12 images: shape and colour as asked" in done.stdout
+        rates[name] = result["roles"]["safe"]
+    assert rates["wrong"]["colour"] < rates["right"]["colour"], rates  # the quick world's judge is weak, but not blind
+    assert rates["right"]["shape"] == rates["wrong"]["shape"], rates  # the same images, the same shape words
+    bad = subprocess.run([sys.executable, script, "--world", str(quick_world), "--pairs", tmp_path], capture_output=True, text=True)
+    assert bad.returncode == 2 and "is not a pair folder" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr[-1000:]
