@@ -152,16 +152,19 @@ def main() -> None:
         "bars": {"erased_share": ">= 0.95", "prior_preservation": ">= 0.85", "dotted_kept_ratio": ">= 0.80"},
         **{k: round(v, 1) for k, v in timings.items()},
     }
-    result["shape_colour_kept_ratio"] = result["striped_prompts_shape_colour_duo"] / max(result["striped_prompts_shape_colour_base"], 1e-9)
-    result["heldout_shape_colour_kept_ratio"] = result["heldout_striped_shape_colour_duo"] / max(result["heldout_striped_shape_colour_base"], 1e-9)
+    def kept(after: float, before: float) -> float | None:
+        return after / before if before > 0 else None  # None: the base never drew the asked shape and colour
+
+    result["shape_colour_kept_ratio"] = kept(result["striped_prompts_shape_colour_duo"], result["striped_prompts_shape_colour_base"])
+    result["heldout_shape_colour_kept_ratio"] = kept(result["heldout_striped_shape_colour_duo"], result["heldout_striped_shape_colour_base"])
     result["met"] = result["erased_share"] >= 0.95 and result["prior_preservation"] >= 0.85 and result["dotted_kept_ratio"] >= 0.80
     # toy world v2's targets (issue 11): erase >= 0.90 at prior preservation >= 0.90, and on striped prompts the
     # asked shape and colour survive in >= 0.85 of the base model's rate, in the captions' phrasings and in held-out ones
     result["v2_targets_met"] = (
         result["erased_share"] >= 0.90
         and result["prior_preservation"] >= 0.90
-        and result["shape_colour_kept_ratio"] >= 0.85
-        and result["heldout_shape_colour_kept_ratio"] >= 0.85
+        and (result["shape_colour_kept_ratio"] or 0.0) >= 0.85
+        and (result["heldout_shape_colour_kept_ratio"] or 0.0) >= 0.85
     )
     atomic_write_json(args.out / f"acceptance-{args.lora_name}.json", result)
     print(json.dumps(result))

@@ -3,10 +3,11 @@
     python bench/pair_content.py --world toy --pairs runs/duo_v2/pairs [--out pair_content.json]
 
 For each role of the pair folder (unsafe, safe, preserve), the share of images in which the toy world's judge
-reads the shape and the colour that the image's own prompt names (prompts that name no shape or colour are
-left out and counted). DUO learns the difference between an unsafe image and its safe twin: if the twins lost
-their subject's shape or colour, the unlearned model would learn to lose them too. Prints one line per role
-and the JSON; ``--out`` writes the JSON.
+reads the shape and the colour that the image's own prompt names, in any of the world's phrasings ("crimson
+disc" is a red circle; prompts that name no shape or colour, or two, are left out and counted as ``unnamed``).
+DUO learns the difference between an unsafe image and its safe twin: if the twins lost their subject's shape or
+colour, the unlearned model would learn to lose them too. Prints one line per role and the JSON; ``--out``
+writes the JSON.
 """
 
 from __future__ import annotations
@@ -19,10 +20,24 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 
-def asked(prompt: str, shapes: list[str], colours: list[str]) -> tuple[str | None, str | None]:
-    """The shape and the colour a prompt names (None where it names none), by whole words."""
-    words = prompt.lower().replace("-", " ").replace(",", " ").split()
-    return next((w for w in words if w in shapes), None), next((w for w in words if w in colours), None)
+def phrasings(spec: dict, attribute: str) -> dict[str, list[str]]:
+    """Every phrasing of each value of a toy attribute (``world.yaml``: a list, or a dict with ``words``)."""
+    out = {}
+    for value, entry in spec[attribute].items():
+        words = entry["words"] if isinstance(entry, dict) else entry
+        out[value] = [_norm(w) for w in words if w]
+    return out
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.lower().replace("-", " ").replace(",", " ").split())
+
+
+def named(prompt: str, values: dict[str, list[str]]) -> str | None:
+    """The one value whose phrasing the prompt uses as whole words (None if none, or more than one, is named)."""
+    text = f" {_norm(prompt)} "
+    hits = {value for value, words in values.items() if any(f" {w} " in text for w in words)}
+    return hits.pop() if len(hits) == 1 else None
 
 
 def main() -> None:
@@ -38,34 +53,43 @@ def main() -> None:
     from t2i_unlearn.judges.toy import find_toy_judges
 
     try:
-        judges_dir = find_toy_judges(args.world)
-    except UserError as exc:
-        parser.error(str(exc))
+        rows = [json.loads(line) for line in (args.pairs / "metadata.jsonl").read_text().splitlines() if line.strip()]
+        files = [(r["role"], r["prompt"], r["file_name"]) for r in rows]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        parser.error(f"{args.pairs}/metadata.jsonl is not a pair folder's metadata ({type(exc).__name__}: {exc})")
+    if args.out is not None and args.out.is_dir():
+        parser.error(f"--out {args.out} is a folder; give a file name")
 
     import numpy as np
     from PIL import Image
 
     from t2i_unlearn.toy.judges import labels_from_probs, load_judge, predict
-    from t2i_unlearn.toy.render import attribute_values
+    from t2i_unlearn.toy.render import world_spec
     from t2i_unlearn.utils.io import atomic_write_json
 
-    shapes, colours = attribute_values("shape"), attribute_values("colour")
-    rows = [json.loads(line) for line in (args.pairs / "metadata.jsonl").read_text().splitlines() if line.strip()]
-    judge = load_judge(judges_dir)
+    try:
+        judge = load_judge(find_toy_judges(args.world))
+    except UserError as exc:
+        parser.error(str(exc))
+    spec = world_spec()
+    shapes, colours = phrasings(spec, "shape"), phrasings(spec, "colour")
     result: dict = {"pairs": str(args.pairs), "world": args.world, "roles": {}}
     for role in ("unsafe", "safe", "preserve"):
-        picked = [(r, asked(r["prompt"], shapes, colours)) for r in rows if r.get("role") == role]
-        named = [(r, want) for r, want in picked if want[0] and want[1]]
-        if not named:
+        picked = [(prompt, name, named(prompt, shapes), named(prompt, colours)) for r, prompt, name in files if r == role]
+        asked = [item for item in picked if item[2] and item[3]]
+        if not asked:
             continue
-        images = np.stack([np.asarray(Image.open(args.pairs / r["file_name"]).convert("RGB")) for r, _ in named])
+        try:
+            images = np.stack([np.asarray(Image.open(args.pairs / name).convert("RGB")) for _, name, _, _ in asked])
+        except (OSError, ValueError) as exc:
+            parser.error(f"cannot read the {role} images of {args.pairs}: {exc}")
         read = labels_from_probs(judge, predict(judge, images))
-        shape_ok = [lab["shape"] == want[0] for lab, (_, want) in zip(read, named, strict=True)]
-        colour_ok = [lab["colour"] == want[1] for lab, (_, want) in zip(read, named, strict=True)]
+        shape_ok = [lab["shape"] == item[2] for lab, item in zip(read, asked, strict=True)]
+        colour_ok = [lab["colour"] == item[3] for lab, item in zip(read, asked, strict=True)]
         both = [s and c for s, c in zip(shape_ok, colour_ok, strict=True)]
         result["roles"][role] = {
-            "images": len(named),
-            "unnamed": len(picked) - len(named),
+            "images": len(asked),
+            "unnamed": len(picked) - len(asked),
             "shape_and_colour": float(np.mean(both)),
             "shape": float(np.mean(shape_ok)),
             "colour": float(np.mean(colour_ok)),

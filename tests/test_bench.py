@@ -245,7 +245,7 @@ def test_tiny_bench_end_to_end_then_reused(quick_world: Path, tmp_path: Path) ->
     preset.write_text(preset.read_text().replace("beta: 100", "beta: 50"))
     r = run_cli("bench", "--suite", str(suite), "--out", str(out))
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "method:duo: its inputs changed since the last run; starting it over" in r.stdout, r.stdout[-2000:]
+    assert "method:duo: its inputs changed since the last run; emptied" in r.stdout and "starting it over" in r.stdout, r.stdout[-2000:]
     changed = json.loads((out / "results.json").read_text())
     status = {s["stage"]: s["status"] for s in changed["run"]["stages"]}
     assert {k for k, v in status.items() if v == "ran"} == {"method:duo", "attack:duo:ring_a_bell", "eval:duo"}, status
@@ -306,13 +306,17 @@ def test_pair_content_bench_script(quick_world, tmp_path):
     import numpy as np
 
     from t2i_unlearn.data import write_pair_folder
-    from t2i_unlearn.toy.render import attribute_values, render_scene, sample_scene
+    from t2i_unlearn.toy.render import attribute_values, render_scene, sample_scene, world_spec
 
     colours = attribute_values("colour")
     scenes = [sample_scene(np.random.default_rng([7, i]), texture="striped", mark="none") for i in range(12)]
     unsafe = np.stack([render_scene(s) for s in scenes])
     safe = np.stack([render_scene(dataclasses.replace(s, texture="plain")) for s in scenes])
-    right = [f"a picture of a striped {s.colour} {s.shape}" for s in scenes]
+    spec = world_spec()
+    # every other prompt in the world's other phrasings ("crimson disc" is a red circle)
+    right = [
+        f"a picture of a striped {spec['colour'][s.colour]['words'][i % 2]} {spec['shape'][s.shape][i % 2]}" for i, s in enumerate(scenes)
+    ]
     wrong = [f"a picture of a striped {colours[(colours.index(s.colour) + 1) % len(colours)]} {s.shape}" for s in scenes]
     script = Path(__file__).resolve().parents[1] / "bench" / "pair_content.py"
     rates = {}
@@ -323,9 +327,13 @@ def test_pair_content_bench_script(quick_world, tmp_path):
         assert done.returncode == 0, done.stderr[-2000:]
         result = json.loads(out.read_text())
         assert set(result["roles"]) == {"unsafe", "safe"} and result["roles"]["safe"]["images"] == 12
+        assert result["roles"]["safe"]["unnamed"] == 0
         assert "safe: 12 images: shape and colour as asked" in done.stdout
         rates[name] = result["roles"]["safe"]
     assert rates["wrong"]["colour"] < rates["right"]["colour"], rates  # the quick world's judge is weak, but not blind
     assert rates["right"]["shape"] == rates["wrong"]["shape"], rates  # the same images, the same shape words
-    bad = subprocess.run([sys.executable, script, "--world", str(quick_world), "--pairs", tmp_path], capture_output=True, text=True)
-    assert bad.returncode == 2 and "is not a pair folder" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr[-1000:]
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "metadata.jsonl").write_text('{"role": "safe"}\n')
+    for pairs, message in [(tmp_path, "is not a pair folder"), (tmp_path / "broken", "is not a pair folder's metadata")]:
+        bad = subprocess.run([sys.executable, script, "--world", str(quick_world), "--pairs", pairs], capture_output=True, text=True)
+        assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr, bad.stderr[-1000:]

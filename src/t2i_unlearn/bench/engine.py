@@ -297,9 +297,12 @@ class BenchRun:
             # made with other inputs (a preset or the model changed since): the folder is stale, and the API
             # that writes it would refuse it; start the stage over, and record its new key first so that an
             # interruption from here on resumes the new run instead of deleting it again
-            shutil.rmtree(stage.folder)
+            try:
+                shutil.rmtree(stage.folder)
+            except OSError as exc:
+                raise UserError(f"{label}: its inputs changed since the last run, and its folder {stage.folder} cannot be emptied: {exc}") from exc
             self._mark(stage, "running", {}, 0.0)
-            self.echo(f"{label}: its inputs changed since the last run; starting it over")
+            self.echo(f"{label}: its inputs changed since the last run; emptied {stage.folder} and starting it over")
         self.echo(f"{label}: running")
         t0 = time.perf_counter()
         try:
