@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -30,7 +31,7 @@ def phrasings(spec: dict, attribute: str) -> dict[str, list[str]]:
 
 
 def _norm(text: str) -> str:
-    return " ".join(text.lower().replace("-", " ").replace(",", " ").split())
+    return " ".join(re.findall(r"[a-z]+", text.lower()))  # words only: "grass-green." -> "grass green"
 
 
 def named(prompt: str, values: dict[str, list[str]]) -> str | None:
@@ -38,6 +39,14 @@ def named(prompt: str, values: dict[str, list[str]]) -> str | None:
     text = f" {_norm(prompt)} "
     hits = {value for value, words in values.items() if any(f" {w} " in text for w in words)}
     return hits.pop() if len(hits) == 1 else None
+
+
+def _load(path: Path):
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
 
 
 def main() -> None:
@@ -55,13 +64,14 @@ def main() -> None:
     try:
         rows = [json.loads(line) for line in (args.pairs / "metadata.jsonl").read_text().splitlines() if line.strip()]
         files = [(r["role"], r["prompt"], r["file_name"]) for r in rows]
+        if not all(isinstance(v, str) for item in files for v in item):
+            raise ValueError("role, prompt and file_name must be strings")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         parser.error(f"{args.pairs}/metadata.jsonl is not a pair folder's metadata ({type(exc).__name__}: {exc})")
-    if args.out is not None and args.out.is_dir():
-        parser.error(f"--out {args.out} is a folder; give a file name")
+    if args.out is not None and (args.out.is_dir() or (args.out.parent.exists() and not args.out.parent.is_dir())):
+        parser.error(f"--out {args.out} cannot be a file: it is a folder, or its parent is a file")
 
     import numpy as np
-    from PIL import Image
 
     from t2i_unlearn.toy.judges import labels_from_probs, load_judge, predict
     from t2i_unlearn.toy.render import world_spec
@@ -80,10 +90,10 @@ def main() -> None:
         if not asked:
             continue
         try:
-            images = np.stack([np.asarray(Image.open(args.pairs / name).convert("RGB")) for _, name, _, _ in asked])
-        except (OSError, ValueError) as exc:
-            parser.error(f"cannot read the {role} images of {args.pairs}: {exc}")
-        read = labels_from_probs(judge, predict(judge, images))
+            images = np.stack([_load(args.pairs / name) for _, name, _, _ in asked])
+            read = labels_from_probs(judge, predict(judge, images))
+        except (OSError, ValueError, RuntimeError) as exc:  # unreadable, mixed sizes, or not the judge's image size
+            parser.error(f"cannot judge the {role} images of {args.pairs}: {exc}")
         shape_ok = [lab["shape"] == item[2] for lab, item in zip(read, asked, strict=True)]
         colour_ok = [lab["colour"] == item[3] for lab, item in zip(read, asked, strict=True)]
         both = [s and c for s, c in zip(shape_ok, colour_ok, strict=True)]

@@ -332,8 +332,10 @@ def test_pair_content_bench_script(quick_world, tmp_path):
         rates[name] = result["roles"]["safe"]
     assert rates["wrong"]["colour"] < rates["right"]["colour"], rates  # the quick world's judge is weak, but not blind
     assert rates["right"]["shape"] == rates["wrong"]["shape"], rates  # the same images, the same shape words
-    (tmp_path / "broken").mkdir()
-    (tmp_path / "broken" / "metadata.jsonl").write_text('{"role": "safe"}\n')
-    for pairs, message in [(tmp_path, "is not a pair folder"), (tmp_path / "broken", "is not a pair folder's metadata")]:
+    for name, row in (("broken", '{"role": "safe"}'), ("null_prompt", '{"role": "safe", "prompt": null, "file_name": "safe/000000.png"}')):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metadata.jsonl").write_text(row + "\n")
+    cases = [(tmp_path, "is not a pair folder"), (tmp_path / "broken", "is not a pair folder's metadata")]
+    for pairs, message in [*cases, (tmp_path / "null_prompt", "is not a pair folder's metadata")]:
         bad = subprocess.run([sys.executable, script, "--world", str(quick_world), "--pairs", pairs], capture_output=True, text=True)
         assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr, bad.stderr[-1000:]

@@ -300,7 +300,9 @@ class BenchRun:
             try:
                 shutil.rmtree(stage.folder)
             except OSError as exc:
-                raise UserError(f"{label}: its inputs changed since the last run, and its folder {stage.folder} cannot be emptied: {exc}") from exc
+                error = f"{label}: its inputs changed since the last run, and its folder {stage.folder} cannot be emptied: {exc}"
+                self._mark(stage, "failed", {}, 0.0, error=error)  # under the new key: processes waiting on it stop too
+                raise UserError(error) from exc
             self._mark(stage, "running", {}, 0.0)
             self.echo(f"{label}: its inputs changed since the last run; emptied {stage.folder} and starting it over")
         self.echo(f"{label}: running")
