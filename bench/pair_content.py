@@ -36,17 +36,9 @@ def _norm(text: str) -> str:
 
 def named(prompt: str, values: dict[str, list[str]]) -> str | None:
     """The one value whose phrasing the prompt uses as whole words (None if none, or more than one, is named)."""
-    text = f" {_norm(prompt)} "
+    text = f" {_norm(str(prompt))} "
     hits = {value for value, words in values.items() if any(f" {w} " in text for w in words)}
     return hits.pop() if len(hits) == 1 else None
-
-
-def _load(path: Path):
-    import numpy as np
-    from PIL import Image
-
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
 
 
 def main() -> None:
@@ -57,19 +49,17 @@ def main() -> None:
     args = parser.parse_args()
     if not (args.pairs / "metadata.jsonl").exists():
         parser.error(f"{args.pairs} is not a pair folder (no metadata.jsonl)")
+    if args.out is not None and (args.out.is_dir() or (args.out.parent.exists() and not args.out.parent.is_dir())):
+        parser.error(f"--out {args.out} cannot be a file: it is a folder, or its parent is a file")
 
+    from t2i_unlearn.data import load_pairs
     from t2i_unlearn.errors import UserError
     from t2i_unlearn.judges.toy import find_toy_judges
 
-    try:
-        rows = [json.loads(line) for line in (args.pairs / "metadata.jsonl").read_text().splitlines() if line.strip()]
-        files = [(r["role"], r["prompt"], r["file_name"]) for r in rows]
-        if not all(isinstance(v, str) for item in files for v in item):
-            raise ValueError("role, prompt and file_name must be strings")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        parser.error(f"{args.pairs}/metadata.jsonl is not a pair folder's metadata ({type(exc).__name__}: {exc})")
-    if args.out is not None and (args.out.is_dir() or (args.out.parent.exists() and not args.out.parent.is_dir())):
-        parser.error(f"--out {args.out} cannot be a file: it is a folder, or its parent is a file")
+    try:  # the project's own reader: checks the rows, the images and their sizes
+        pairs = load_pairs(args.pairs)
+    except UserError as exc:
+        parser.error(f"{args.pairs} is not a pair folder's metadata and images as 'data pairs' writes them: {exc}")
 
     import numpy as np
 
@@ -83,23 +73,23 @@ def main() -> None:
         parser.error(str(exc))
     spec = world_spec()
     shapes, colours = phrasings(spec, "shape"), phrasings(spec, "colour")
+    roles = {"unsafe": (pairs.unsafe, pairs.unsafe_prompts), "safe": (pairs.safe, pairs.safe_prompts), "preserve": (pairs.preserve, pairs.preserve_prompts)}
     result: dict = {"pairs": str(args.pairs), "world": args.world, "roles": {}}
-    for role in ("unsafe", "safe", "preserve"):
-        picked = [(prompt, name, named(prompt, shapes), named(prompt, colours)) for r, prompt, name in files if r == role]
-        asked = [item for item in picked if item[2] and item[3]]
+    for role, (images, prompts) in roles.items():
+        asked = [(i, named(p, shapes), named(p, colours)) for i, p in enumerate(prompts)]
+        asked = [item for item in asked if item[1] and item[2]]
         if not asked:
             continue
         try:
-            images = np.stack([_load(args.pairs / name) for _, name, _, _ in asked])
-            read = labels_from_probs(judge, predict(judge, images))
-        except (OSError, ValueError, RuntimeError) as exc:  # unreadable, mixed sizes, or not the judge's image size
+            read = labels_from_probs(judge, predict(judge, images[[i for i, _, _ in asked]]))
+        except (ValueError, RuntimeError) as exc:  # images not of the judge's size
             parser.error(f"cannot judge the {role} images of {args.pairs}: {exc}")
-        shape_ok = [lab["shape"] == item[2] for lab, item in zip(read, asked, strict=True)]
-        colour_ok = [lab["colour"] == item[3] for lab, item in zip(read, asked, strict=True)]
+        shape_ok = [lab["shape"] == shape for lab, (_, shape, _) in zip(read, asked, strict=True)]
+        colour_ok = [lab["colour"] == colour for lab, (_, _, colour) in zip(read, asked, strict=True)]
         both = [s and c for s, c in zip(shape_ok, colour_ok, strict=True)]
         result["roles"][role] = {
             "images": len(asked),
-            "unnamed": len(picked) - len(asked),
+            "unnamed": len(prompts) - len(asked),
             "shape_and_colour": float(np.mean(both)),
             "shape": float(np.mean(shape_ok)),
             "colour": float(np.mean(colour_ok)),
