@@ -1,12 +1,14 @@
 """The quality table's two-colour images that the toy judge calls striped, for a check by eye.
 
-    python scripts/two_colour_check.py --out docs/img/two_colour_flagged.png [--world full] [--n N]
+    python scripts/two_colour_check.py --out docs/img/two_colour_flagged.png [--world full] [--n N] [--columns C]
 
 Draws the quality table's group of prompts naming two colours (``toy.quality.two_colour_prompts`` and
 ``two_colour_seeds``, with the seed, image count, steps and guidance the world's ``quality.json`` records) on
 the world's model, judges them, and writes
 one row of the images judged striped above a row of as many images judged plain, 4x enlarged, with a JSON file
-beside the PNG listing each shown image's prompt, seed and probability of "striped".
+beside the PNG listing each shown image's prompt, seed and probability of "striped". With ``--columns C`` the
+images judged striped fill rows of C (in the JSON's order, row by row) and the images judged plain, as many,
+follow in rows of their own: for checking a larger ``--n`` by eye.
 """
 
 from __future__ import annotations
@@ -26,9 +28,12 @@ def main() -> None:
     parser.add_argument("--world", default="full", help="toy preset whose world to use (the cached build, else the shipped one)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--n", type=int, default=None, help="images (default: the quality table's images per group)")
+    parser.add_argument("--columns", type=int, default=None, help="images per row (default: each group in one row)")
     args = parser.parse_args()
     if args.n is not None and args.n < 1:
         parser.error(f"--n must be at least 1, got {args.n}")
+    if args.columns is not None and args.columns < 1:
+        parser.error(f"--columns must be at least 1, got {args.columns}")
 
     from PIL import Image
 
@@ -51,7 +56,9 @@ def main() -> None:
     verdicts = judges_mod.labels_from_probs(judge, probs)
     flagged = [i for i, v in enumerate(verdicts) if v["texture"] == "striped"]
     plain = [i for i, v in enumerate(verdicts) if v["texture"] == "plain"][: max(1, len(flagged))]
-    rows = [row for row in (flagged, plain) if row]
+    groups = [g for g in (flagged, plain) if g]
+    step = args.columns or max(len(g) for g in groups)
+    rows = [g[k : k + step] for g in groups for k in range(0, len(g), step)]
     width = max(len(r) for r in rows)
     blank = np.full_like(images[0], 255)
     sheet = np.concatenate([np.concatenate([images[i] for i in r] + [blank] * (width - len(r)), 1) for r in rows], 0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,8 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "attack_set" / "manifest.json").write_text(json.dumps({"artifact": "attack_set", "request": {"attack": "p4d", "model": "another"}}))
     (root / "sld").mkdir()
     (root / "sld" / "sld_config.json").write_text(json.dumps({"preset": "MEDIUM"}))
+    (root / "lora").mkdir()  # looks like a LoRA folder to the checks, which do not read it
+    (root / "lora" / "pytorch_lora_weights.safetensors").write_bytes(b"not read")
     (root / "mine").mkdir()
     (root / "mine" / "notes.txt").write_text("my own work")
     (root / "a_file.txt").write_text("a file")
@@ -59,13 +62,29 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "concept.yaml").write_text(TINY_CONCEPT)
     (root / "concept_extends.yaml").write_text("extends: gone.yaml\n")
     (root / "run").mkdir()
-    (root / "run" / "results.json").write_text(json.dumps({"format": "t2i_unlearn.eval_results"}))
+    results = {"format": "t2i_unlearn.eval_results", "suite": "s", "variants": ["base"], "summary": {"base": {}}, "judge": {"name": "toy"}}
+    results |= {"model_fingerprint": {"sha256": "0"}, "settings": {"model": "m"}}
+    (root / "run" / "results.json").write_text(json.dumps(results))
+    (root / "results_list.json").write_text("[]")
+    (root / "results_no_suite.json").write_text(json.dumps({"format": "t2i_unlearn.eval_results"}))
+    (root / "concept_judge.yaml").write_text(TINY_CONCEPT.replace("name: toy,", "name: gpt5,"))
+    (root / "max_steps_inf.yaml").write_text("max_steps: .inf\n")
+    (root / "lr_inf.yaml").write_text("lr: .inf\n")
+    (root / "targets_ints.yaml").write_text("target_modules: [1, 2]\n")
+    (root / "mixed_keys.yaml").write_text("1: a\nfoo: b\n")
+    (root / "binary.yaml").write_bytes(b"\xff\xfe\x00\x81 not text")
     bench = "name: b\nmodel: model\nconcept: concept.yaml\neval: {suite: toy_striped, limit: 1}\nmethods: [{name: base}]\n"
     (root / "bench.yaml").write_text(bench)
     (root / "bench_field.yaml").write_text(bench + "colour: red\n")
     (root / "bench_method.yaml").write_text(bench.replace("[{name: base}]", "[{name: base}, {name: forget}]"))
     (root / "bench_attack.yaml").write_text(bench + "attacks: [{name: hammer}]\n")
     (root / "bench_yaml.yaml").write_text("name: [unclosed\n")
+    (root / "bench_inf.yaml").write_text(bench.replace("[{name: base}]", "[{name: base}, {name: duo, settings: {max_steps: .inf}}]"))
+    (root / "bench_typo.yaml").write_text(bench.replace("[{name: base}]", "[{name: base}, {name: duo, config: toy, settings: {max_stepz: 1}}]"))
+    (root / "bench_attack_setting.yaml").write_text(bench + "attacks: [{name: ring_a_bell, settings: {population: abc}}]\n")
+    (root / "bench_picture.yaml").write_text(bench + "picture: {sets: [stripy]}\n")
+    (root / "bench_label.yaml").write_text(bench.replace("[{name: base}]", "[{name: base}, {name: esd, label: base}]"))
+    (root / "empty.png").mkdir()  # a folder with an image's name
     (root / "hf_cache").mkdir()
     (root / "cache").mkdir()
     return root
@@ -101,6 +120,11 @@ CASES = [
     ("toy-build-into-own-folder", ["toy", "build", "--preset", "quick", "--out", "mine"], "is not a toy world; use an empty folder or --overwrite"),
     ("toy-build-into-file", ["toy", "build", "--preset", "quick", "--out", "a_file.txt"], "is a file, not a folder"),
     ("toy-build-unknown-preset", ["toy", "build", "--preset", "huge", "--out", "w"], "unknown toy preset 'huge'"),
+    ("toy-build-seed-negative", ["toy", "build", "--preset", "quick", "--seed", "-1", "--out", "new_world"], "--seed must be between 0 and 4294967295, got -1"),
+    ("toy-show-unknown-preset", ["toy", "show", "--preset", "quik", "--out", "new_show"], "unknown toy preset 'quik'"),
+    ("toy-show-into-own-folder", ["toy", "show", "--preset", "quick", "--out", "mine"], "is not a toy sample grid; use an empty folder or --overwrite"),
+    ("toy-show-into-file", ["toy", "show", "--preset", "quick", "--out", "a_file.txt"], "is a file, not a folder; use an empty folder or --overwrite"),
+    ("toy-show-seed-negative", ["toy", "show", "--preset", "quick", "--seed", "-1", "--out", "new_show"], "seed must be between 0 and 4294967295, got -1"),
     (
         "attack-over-other-set",
         [*ATTACK, "--out", "attack_set", "--iterations", "2"],
@@ -110,8 +134,15 @@ CASES = [
     ("pairs-into-own-folder", [*PAIRS, "--out", "mine"], "holds no pair data; use an empty folder or --overwrite"),
     ("pairs-over-other-settings", [*PAIRS, "--out", "other_pairs"], "holds pairs made with other settings; use an empty folder or --overwrite"),
     ("eval-into-own-folder", [*EVAL, "--out", "mine"], "is not an evaluation run; use an empty folder or --overwrite"),
-    ("export-into-own-folder", ["export", *M, "--lora", "pairs", "--out", "mine"], "is not an export; use an empty folder or --overwrite"),
+    ("export-into-own-folder", ["export", *M, "--lora", "lora", "--out", "mine"], "is not an export; use an empty folder or --overwrite"),
     ("esd-into-own-folder", [*ESD[:-1], "mine"], "is not an ESD result; use an empty folder or --overwrite"),
+    ("esd-into-file", [*ESD[:-1], "a_file.txt"], "is a file, not a folder; use an empty folder or --overwrite"),
+    ("uce-into-own-folder", ["train", "uce", *M, "--concept", "concept.yaml", "--out", "mine"], "is not a UCE result; use an empty folder or --overwrite"),
+    ("sld-into-own-folder", ["train", "sld", *M, "--concept", "concept.yaml", "--out", "mine"], "is not an SLD result; use an empty folder or --overwrite"),
+    ("darkminer-into-file", [*DM[:-1], "a_file.txt"], "is a file, not a folder; use an empty folder or --overwrite"),
+    ("export-into-file", ["export", *M, "--lora", "sld", "--out", "a_file.txt"], "is a file, not a folder; use an empty folder or --overwrite"),
+    ("generate-into-folder", [*GEN, "--out", "empty.png"], "empty.png is a folder, not a file; use another file name"),
+    ("generate-overwrite-folder", [*GEN, "--out", "empty.png", "--overwrite"], "empty.png is a folder, not a file; use another file name"),
     ("duo-into-own-folder", [*DUO[:-1], "mine"], "is not a DUO run; use an empty folder or --overwrite"),
     ("generate-over-file", [*GEN, "--out", "old.png"], "already exists; use another file name or --overwrite"),
     ("compare-into-own-folder", ["report", "compare", "run", "--out", "mine"], "is not a comparison; use an empty folder or --overwrite"),
@@ -155,10 +186,11 @@ CASES = [
     # data pairs
     ("pairs-unknown-concept", [*PAIRS[:-1], "nope", "--out", "new_pairs"], "unknown concept 'nope'"),
     ("pairs-concept-extends-missing", [*PAIRS[:-1], "concept_extends.yaml", "--out", "new_pairs"], "extends 'gone.yaml', which does not exist"),
+    ("pairs-unknown-judge", [*PAIRS[:-1], "concept_judge.yaml", "--out", "new_pairs"], "judge.name: unknown judge 'gpt5'; known judges: none, nudenet, toy"),
     ("pairs-num-pairs-0", [*PAIRS, "--out", "new_pairs", "--num-pairs", "0"], "--num-pairs must be at least 1"),
     ("pairs-batch-size-0", [*PAIRS, "--out", "new_pairs", "--batch-size", "0"], "--batch-size must be at least 1"),
     ("pairs-dtype", [*PAIRS, "--out", "new_pairs", "--dtype", "fp8"], "--dtype must be one of"),
-    ("pairs-from-missing-attack", [*PAIRS, "--out", "new_pairs", "--from-attack", "no_attack.json"], "attack set no_attack.json does not exist"),
+    ("pairs-from-missing-attack", [*PAIRS, "--out", "new_pairs", "--from-attack", "no_attack.json"], "--from-attack no_attack.json does not exist"),
     ("pairs-from-attack-no-format", [*PAIRS, "--out", "new_pairs", "--from-attack", "attack_set/attack_set.json"], "missing \"format\""),
     ("pairs-attack-pairs-0", [*PAIRS, "--out", "new_pairs", "--from-attack", "no_attack.json", "--attack-pairs", "0"], "--attack-pairs must be at least 1"),
     # train duo: data, settings
@@ -175,9 +207,27 @@ CASES = [
     ("duo-mine-rounds-negative", [*DUO, "--mine-rounds", "-1"], "mine_rounds must not be negative"),
     ("duo-mine-every-0", [*DUO, "--mine-rounds", "2", "--mine-every", "0"], "mine_every and mined_pairs_per_round must be at least 1"),
     ("duo-mine-num-tokens", [*DUO, "--mine-rounds", "2", "--mine-num-tokens", "80"], "mine_num_tokens must be between 1 and 75"),
+    ("duo-config-max-steps-inf", [*DUO, "--config", "max_steps_inf.yaml"], "max_steps_inf.yaml: max_steps must be a finite number, got inf"),
+    ("duo-config-targets-not-strings", [*DUO, "--config", "targets_ints.yaml"], "target_modules must be a list of strings, got [1, 2]"),
+    ("duo-config-mixed-keys", [*DUO, "--config", "mixed_keys.yaml"], "mixed_keys.yaml: unknown DUO setting 1"),
+    ("duo-config-binary", [*DUO, "--config", "binary.yaml"], "DUO config binary.yaml is not readable YAML (UnicodeDecodeError)"),
+    ("duo-lr-inf", [*DUO, "--lr", "inf"], "lr must be a finite number, got inf"),
+    ("duo-config-lr-inf", [*DUO, "--config", "lr_inf.yaml"], "lr_inf.yaml: lr must be a finite number, got inf"),
     # baselines
     ("esd-iterations-0", [*ESD, "--iterations", "0"], "iterations must be at least 1"),
     ("esd-train-method", [*ESD, "--train-method", "everything"], "train_method must be one of"),
+    ("esd-lr-inf", [*ESD, "--lr", "inf"], "lr must be a finite number, got inf"),
+    ("esd-lr-nan", [*ESD, "--lr", "nan"], "lr must be a finite number, got nan"),
+    ("esd-prompt-blank", [*ESD, "--prompt", " "], "prompts must not be blank"),
+    ("esd-config-mixed-keys", [*ESD, "--config", "mixed_keys.yaml"], "mixed_keys.yaml: unknown ESDConfig setting 1"),
+    ("uce-erase-empty", ["train", "uce", *M, "--concept", "concept.yaml", "--out", "new_uce", "--erase", ""], "erase and preserve prompts must not be blank"),
+    (
+        "sld-guidance-scale-negative",
+        ["train", "sld", *M, "--concept", "concept.yaml", "--out", "new_sld", "--sld-guidance-scale", "-1000"],
+        "sld_guidance_scale must be >= 0",
+    ),
+    ("sld-mom-beta-5", ["train", "sld", *M, "--concept", "concept.yaml", "--out", "new_sld", "--sld-mom-beta", "5"], "sld_mom_beta must be in [0, 1)"),
+    ("sld-threshold-2", ["train", "sld", *M, "--concept", "concept.yaml", "--out", "new_sld", "--sld-threshold", "2"], "sld_threshold must be between 0 and 1"),
     ("uce-lamb-negative", ["train", "uce", *M, "--concept", "concept.yaml", "--out", "new_uce", "--lamb", "-1"], "must be >= 0"),
     ("sld-preset", ["train", "sld", *M, "--concept", "concept.yaml", "--out", "new_sld", "--preset", "huge"], "preset must be one of"),
     ("train-unknown-method", ["train", "forget", *M], "unknown method 'forget'"),
@@ -197,16 +247,76 @@ CASES = [
     ("eval-batch-size-0", [*EVAL, "--out", "new_run", "--batch-size", "0"], "--batch-size must be at least 1"),
     ("eval-clip-model-typo", [*EVAL, "--out", "new_run", "--clip-model", "typo/clip"], "--clip-model typo/clip: no such directory in typo/"),
     ("eval-missing-lora", [*EVAL, "--out", "new_run", "--lora", "no_lora"], "LoRA no_lora does not exist"),
-    ("eval-missing-attack", [*EVAL, "--out", "new_run", "--attack", "no_attack.json"], "attack set no_attack.json does not exist"),
+    ("eval-missing-attack", [*EVAL, "--out", "new_run", "--attack", "no_attack.json"], "--attack no_attack.json does not exist"),
+    # devices, adapters, toy worlds, empty values and folders given for files: refused before anything loads
+    ("generate-device-gpu", [*GEN, "--out", "new.png", "--device", "gpu"], "--device 'gpu' is not a device; use cpu, cuda"),
+    ("eval-device-gpu", [*EVAL, "--out", "new_run", "--device", "gpu"], "--device 'gpu' is not a device"),
+    ("attack-device-gpu", [*ATTACK, "--out", "new_attack", "--device", "cuda:x"], "--device 'cuda:x' is not a device"),
+    ("pairs-device-gpu", [*PAIRS, "--out", "new_pairs", "--device", "gpu"], "--device 'gpu' is not a device"),
+    ("duo-device-gpu", [*DUO, "--device", "gpu"], "--device 'gpu' is not a device"),
+    ("bench-device-gpu", ["bench", "--suite", "bench.yaml", "--out", "new_bench", "--device", "gpu", "--dry-run"], "--device 'gpu' is not a device"),
+    ("generate-lora-empty-folder", [*GEN, "--out", "new.png", "--lora", "mine"], "--lora mine holds no .safetensors file; expected a LoRA folder"),
+    ("generate-lora-text-file", [*GEN, "--out", "new.png", "--lora", "a_file.txt"], "--lora a_file.txt is not a .safetensors file"),
+    ("eval-lora-empty-folder", [*EVAL, "--out", "new_run", "--lora", "mine"], "--lora mine holds no .safetensors file"),
+    ("attack-lora-text-file", [*ATTACK, "--out", "new_attack", "--lora", "a_file.txt"], "--lora a_file.txt is not a .safetensors file"),
+    ("export-lora-empty-folder", ["export", *M, "--lora", "mine", "--out", "new_export"], "--lora mine holds no .safetensors file"),
+    ("model-toy-unknown-preset", ["generate", "--model", "toy:bogus", "-p", "x", "--out", "new.png"], "--model toy:bogus: unknown toy preset 'bogus'"),
+    (
+        "model-toy-not-built",
+        ["generate", "--model", "toy:quick", "-p", "x", "--out", "new.png"],
+        "--model toy:quick: no toy world for preset 'quick' (seed 0); run 't2i-unlearn toy build --preset quick' first",
+    ),
+    ("generate-out-empty", [*GEN, "--out", ""], "--out is empty"),
+    ("eval-out-empty", [*EVAL, "--out", ""], "--out is empty"),
+    ("duo-data-empty", [*DUO[:5], "", "--out", "new_lora"], "--data is empty"),
+    ("duo-config-empty", [*DUO, "--config", ""], "--config is empty"),
+    ("pairs-concept-empty", [*PAIRS[:-1], "", "--out", "new_pairs"], "--concept is empty"),
+    ("attack-concept-empty", ["attack", "p4d", *M, "--concept", "", "--out", "new_attack"], "--concept is empty"),
+    ("bench-suite-empty", ["bench", "--suite", "", "--out", "new_bench"], "--suite is empty"),
+    ("esd-device-gpu", [*ESD, "--device", "gpu"], "--device 'gpu' is not a device"),
+    ("darkminer-device-gpu", [*DM, "--device", "gpu"], "--device 'gpu' is not a device"),
+    ("esd-concept-empty", ["train", "esd", *M, "--concept", "", "--out", "new_esd"], "--concept is empty"),
+    ("uce-config-empty", ["train", "uce", *M, "--concept", "concept.yaml", "--out", "new_uce", "--config", ""], "--config is empty"),
+    ("darkminer-concept-empty", ["train", "darkminer", *M, "--concept", "", "--out", "new_dm"], "--concept is empty"),
+    ("duo-out-empty", [*DUO[:-1], ""], "--out is empty"),
+    ("esd-out-empty", [*ESD[:-1], ""], "--out is empty"),
+    ("darkminer-pool-empty", [*DM, "--pool", ""], "--pool is empty"),
+    ("export-out-empty", ["export", *M, "--lora", "lora", "--out", ""], "--out is empty"),
+    ("toy-build-out-empty", ["toy", "build", "--preset", "quick", "--out", ""], "--out is empty"),
+    ("toy-show-out-empty", ["toy", "show", "--out", ""], "--out is empty"),
+    ("demo-out-empty", ["demo", "--out", ""], "--out is empty"),
+    ("compare-run-empty", ["report", "compare", "", "--out", "new_compare"], "a RUNS argument is empty"),
+    ("eval-attack-folder", [*EVAL, "--out", "new_run", "--attack", "attack_set"], "attack_set is a folder, not a file; pass attack_set/attack_set.json"),
+    ("pairs-from-attack-folder", [*PAIRS, "--out", "new_pairs", "--from-attack", "mine"], "--from-attack mine is a folder, not a file"),
+    ("bench-prompts-file-folder", ["bench", "--suite", "nudity", *M, "--prompts-file", "mine", "--dry-run"], "--prompts-file mine is a folder, not a file"),
+    ("compare-file-for-run", ["report", "compare", "a_file.txt", "--out", "new_compare"], "a_file.txt is a file, not a run folder"),
+    ("eval-judge-option-unknown", [*EVAL, "--out", "new_run", "--judge-option", "foo=bar"], "--judge-option foo: the toy judge of suite toy_striped takes no"),
     ("eval-prompt-file-syntax", [*EVAL, "--out", "new_run", "--prompt-file", "close"], "--prompt-file takes NAME=VALUE"),
     ("export-missing-lora", ["export", *M, "--lora", "no_lora", "--out", "new_export"], "LoRA no_lora does not exist"),
     ("export-sld", ["export", *M, "--lora", "sld", "--out", "new_export"], "is an SLD result"),
+    ("export-weights-count", ["export", *M, "--lora", "sld", "--lora-weight", "1", "--lora-weight", "2", "--out", "new_x"], "1 LoRAs but 2 LoRA weights"),
     # bench and demo
     ("bench-unknown-suite", ["bench", "--suite", "nope", "--out", "new_bench"], "unknown bench suite 'nope'"),
     ("bench-missing-suite-file", ["bench", "--suite", "nowhere.yaml", "--out", "new_bench"], "bench suite file nowhere.yaml does not exist"),
     ("bench-bad-yaml", ["bench", "--suite", "bench_yaml.yaml", "--out", "new_bench"], "is not readable YAML"),
     ("bench-unknown-field", ["bench", "--suite", "bench_field.yaml", "--out", "new_bench"], "colour: Extra inputs are not permitted"),
     ("bench-unknown-method", ["bench", "--suite", "bench_method.yaml", "--out", "new_bench"], "unknown method 'forget'"),
+    ("bench-method-settings-inf", ["bench", "--suite", "bench_inf.yaml", "--out", "new_bench"], "method duo: settings: max_steps must be a finite number"),
+    (
+        "bench-method-setting-typo",
+        ["bench", "--suite", "bench_typo.yaml", "--out", "new_bench", "--dry-run"],
+        "bench suite bench_typo.yaml, method duo: toy: unknown DUO setting 'max_stepz'",
+    ),
+    (
+        "bench-attack-setting-type",
+        ["bench", "--suite", "bench_attack_setting.yaml", "--out", "new_bench", "--dry-run"],
+        "bench suite bench_attack_setting.yaml, attack ring_a_bell: setting population must be an integer, got 'abc'",
+    ),
+    ("bench-picture-set", ["bench", "--suite", "bench_picture.yaml", "--out", "new_bench", "--dry-run"], "picture set 'stripy' is not a prompt set"),
+    ("bench-duplicate-label", ["bench", "--suite", "bench_label.yaml", "--out", "new_bench", "--dry-run"], "method label 'base' appears twice"),
+    ("bench-cache-file", ["bench", "--suite", "bench.yaml", "--out", "new_bench", "--cache", "a_file.txt", "--dry-run"], "--cache a_file.txt is not a folder"),
+    ("bench-cache-file-run", ["bench", "--suite", "bench.yaml", "--out", "new_bench", "--cache", "a_file.txt"], "--cache a_file.txt is not a folder"),
+    ("bench-into-file", ["bench", "--suite", "bench.yaml", "--out", "a_file.txt"], "is a file, not a folder"),
     ("bench-unknown-attack", ["bench", "--suite", "bench_attack.yaml", "--out", "new_bench"], "unknown attack 'hammer'"),
     ("bench-missing-prompts-file", ["bench", "--suite", "nudity", *M, "--prompts-file", "no.csv", "--dry-run"], "--prompts-file no.csv does not exist"),
     ("bench-missing-prompt-file", ["bench", "--suite", "bench.yaml", "--prompt-file", "striped=no.csv", "--dry-run"], "prompt file no.csv (set striped)"),
@@ -214,8 +324,15 @@ CASES = [
     ("bench-no-coco-set", ["bench", "--suite", "bench.yaml", "--coco-file", "a_file.txt", "--out", "new_bench"], "has no coco_set for --coco-file"),
     ("bench-into-own-folder", ["bench", "--suite", "bench.yaml", "--out", "mine"], "is not a bench run; use an empty folder or --overwrite"),
     ("bench-dry-run-into-file", ["bench", "--suite", "bench.yaml", "--out", "a_file.txt", "--dry-run"], "is a file, not a folder"),
-    ("demo-into-own-folder", ["demo", "--out", "mine"], "is not a bench run; use an empty folder or --overwrite"),
+    ("demo-into-own-folder", ["demo", "--out", "mine"], "is not a bench run; use an empty folder or --fresh"),
+    ("demo-into-file", ["demo", "--out", "a_file.txt"], "is a file, not a folder; use an empty folder or --fresh"),
     ("compare-missing-run", ["report", "compare", "no_run", "--out", "new_compare"], "no_run has no readable results.json"),
+    ("compare-results-list", ["report", "compare", "results_list.json", "--out", "new_compare"], "results_list.json is not an evaluation results file"),
+    (
+        "compare-results-no-suite",
+        ["report", "compare", "results_no_suite.json", "--out", "new_compare"],
+        "results_no_suite.json is not a complete evaluation results file: 'suite' is missing",
+    ),
 ]
 
 
@@ -233,3 +350,36 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(root: Path, args: list[
 
 def test_the_corpus_is_large_enough() -> None:
     assert len(CASES) >= 40 and len({c[0] for c in CASES}) == len(CASES)
+
+
+def test_device_strings_and_adapter_kinds_are_checked_without_torch(tmp_path: Path) -> None:
+    """What ``--device`` and ``--lora`` accept: the string and the path decide, no file is read."""
+    from t2i_unlearn.errors import UserError
+    from t2i_unlearn.utils.validate import check_adapters, check_device
+
+    for ok in ("cpu", "cuda", "cuda:1", "mps", "xpu:0", None):
+        check_device(ok)
+    for bad in ("gpu", "CUDA", "cuda:", "cuda:x", "cuda 0", "", " "):
+        with pytest.raises(UserError, match="--device"):
+            check_device(bad)
+    kinds = {"lora": "pytorch_lora_weights.safetensors", "peft": "adapter_model.safetensors", "delta": "weight_delta.safetensors", "sld": "sld_config.json"}
+    for folder, name in kinds.items():
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / name).write_bytes(b"x")
+    (tmp_path / "file.safetensors").write_bytes(b"x")
+    check_adapters([str(tmp_path / k) for k in kinds] + [str(tmp_path / "file.safetensors"), str(tmp_path / "sld" / "sld_config.json")])
+    (tmp_path / "composite" / "blood").mkdir(parents=True)
+    (tmp_path / "composite" / "blood" / "pytorch_lora_weights.safetensors").write_bytes(b"x")
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "run" / "optimizer.safetensors").write_bytes(b"x")
+    (tmp_path / "lora.bin").write_bytes(b"x")
+    for bad, message in [
+        ("composite", "holds no .safetensors file (its subfolders blood do: pass each with --lora)"),
+        ("run", "holds no .safetensors file"),
+        ("lora.bin", "is not a .safetensors file"),
+        ("missing", "does not exist"),
+    ]:
+        with pytest.raises(UserError, match=re.escape(message)):
+            check_adapters([str(tmp_path / bad)])
+    with pytest.raises(UserError, match="--lora is empty"):
+        check_adapters([""])

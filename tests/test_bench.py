@@ -117,11 +117,11 @@ def test_bad_suite_fields_are_one_line_errors(tmp_path: Path, edit: dict, messag
 def test_unknown_names_are_user_errors(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="unknown bench suite 'nope'"):
         load_bench_suite("nope")
-    path = tiny_suite(tmp_path)
+    path = tiny_suite(tmp_path, model="toy")  # the shipped world: the quick one may not be built yet
     path.write_text(path.read_text().replace("{name: esd,", "{name: erase,"))
     with pytest.raises(UserError, match="unknown method 'erase'"):
         make_plan(path)
-    path.write_text(TINY.format(model="toy:quick").replace("name: ring_a_bell", "name: hammer"))
+    path.write_text(TINY.format(model="toy").replace("name: ring_a_bell", "name: hammer"))
     with pytest.raises(UserError, match="unknown attack 'hammer'"):
         make_plan(path)
 
@@ -181,6 +181,24 @@ def test_dry_run_needs_the_prompt_files(tmp_path: Path) -> None:
     r = run_cli("bench", "--suite", "nudity", "--dry-run", "--out", "p", cwd=tmp_path, env={"HF_HUB_OFFLINE": "0"})
     assert r.returncode == 2 and "needs prompt set 'i2p_sexual'" in r.stderr, r.stderr
     assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("sets: [striped, dotted]", "sets: [striped, stripy]", r"bench suite \S*tiny.yaml: picture set 'stripy' is not a prompt set"),
+        ("{name: esd, config: toy,", "{name: esd, label: DUO, config: toy,", "method label 'DUO' appears twice"),
+        ("iterations: 2, ddim_steps: 4", "iterationz: 2", r"bench suite \S*tiny.yaml, method esd: .*unknown ESDConfig setting 'iterationz'"),
+        ("population: 8", "population: abc", r"bench suite \S*tiny.yaml, attack ring_a_bell: setting population must be an integer, got 'abc'"),
+    ],
+)
+def test_plan_time_checks_name_the_suite_and_entry(tmp_path: Path, old: str, new: str, message: str) -> None:
+    """What a run would trip over after its stages (picture sets) or would make ambiguous (labels) is refused by the plan, dry or not."""
+    path = tiny_suite(tmp_path, model="toy")
+    path.write_text(path.read_text().replace(old, new))
+    for light in (True, False):
+        with pytest.raises(UserError, match=message):
+            make_plan(path, light=light)
 
 
 # ---- runs on the quick toy world ------------------------------------------------------------------

@@ -68,6 +68,23 @@ def test_bad_output_suffix_and_counts(quick_world: Path, tmp_path: Path):
     _one_line_error(run_cli("generate", "--model", str(quick_world), "-p", "x", "-n", "0", "--out", str(tmp_path / "a.png")), "--num-images")
 
 
+def test_unavailable_device_and_bad_lora_are_refused_before_the_model_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import torch
+
+    from t2i_unlearn.errors import UserError
+    from t2i_unlearn.models import check_device_available, load_pipeline
+
+    r = run_cli("generate", "--model", "toy", "-p", "x", "--device", "cuda", "--out", str(tmp_path / "a.png"), env={"CUDA_VISIBLE_DEVICES": ""})
+    _one_line_error(r, "--device cuda: torch sees no CUDA device here; use --device cpu")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    check_device_available("cuda:1")
+    with pytest.raises(UserError, match="torch sees 2 CUDA device"):
+        check_device_available("cuda:2")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match=r"holds no \.safetensors file"):
+        load_pipeline("no/such-model", lora=[str(tmp_path / "empty")])  # refused before the (missing) model is looked up
+
+
 def test_debug_shows_the_traceback(tmp_path: Path):
     r = run_cli("--debug", "toy", "build", "--preset", "huge", "--out", str(tmp_path / "w"))
     assert r.returncode != 0 and "Traceback" in r.stderr

@@ -164,3 +164,39 @@ def test_duo_preset_and_flags(monkeypatch, tmp_path: Path) -> None:
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert seen["cfg"] == load_config("toy", {"beta": 7.0}) and seen["cfg"].rank == load_config("toy").rank != 32
+
+
+def test_duo_config_file_reads_yaml_slips(tmp_path: Path) -> None:
+    """Unquoted ``no`` (YAML: false), one name for a list, ``1e-5`` without a dot (YAML: a string) mean what they say."""
+    from t2i_unlearn.methods.duo_config import load_config
+
+    f = tmp_path / "duo.yaml"
+    f.write_text("mixed_precision: no\nreport_to: jsonl\ntarget_modules: attn1.to_q\nlr: 1e-5\nmax_steps: 2e1\n")
+    cfg = load_config(f)
+    assert (cfg.mixed_precision, cfg.report_to, cfg.target_modules, cfg.lr, cfg.max_steps) == ("no", ["jsonl"], ["attn1.to_q"], 1e-5, 20)
+
+
+@pytest.mark.parametrize(
+    "method,text,name,value",
+    [
+        ("esd", "lr: 1e-5\nprompts: nudity\n", "lr", 1e-5),
+        ("esd", "prompts: nudity\n", "prompts", ["nudity"]),
+        ("uce", "lamb: 1e-1\n", "lamb", 0.1),
+        ("sld", "sld_threshold: 1e-2\n", "sld_threshold", 0.01),
+        ("darkminer", "mine_lr: 1e-5\ncircumvent_steps: '7'\n", "mine_lr", 1e-5),
+    ],
+)
+def test_baseline_config_files_read_numbers_written_without_a_dot(tmp_path: Path, method: str, text: str, name: str, value) -> None:
+    from t2i_unlearn.methods import get_method
+
+    f = tmp_path / "c.yaml"
+    f.write_text(text)
+    assert getattr(get_method(method).load_config(f, None), name) == value
+
+
+def test_concept_judges_are_registered() -> None:
+    """The judge names a concept spec is checked against (light, before torch) are judges the registry builds."""
+    from t2i_unlearn.concepts import CONCEPT_JUDGES
+    from t2i_unlearn.judges import JUDGES
+
+    assert set(CONCEPT_JUDGES) <= set(JUDGES)

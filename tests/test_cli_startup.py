@@ -46,6 +46,7 @@ def test_usage_errors_exit_2_with_clicks_message(tmp_path: Path, args: list[str]
 def test_help_of_every_command_and_argument_errors_import_nothing_heavy(tmp_path: Path) -> None:
     """``--help`` of each command in the tree, then errors about names, settings and paths, all in one process: none loads torch & co."""
     missing = str(tmp_path / "missing")
+    foreign, a_file, lora = tmp_path / "foreign", tmp_path / "a_file.txt", tmp_path / "lora"
     errors = [
         (["train", "duo", "--model", "toy", "--data", missing, "--out", missing + "_out"], f"pair data folder {missing} does not exist"),
         (["train", "duo", "--model", "toy", "--data", str(tmp_path), "--out", missing + "_out", "--beta", "-1"], "beta must be positive"),
@@ -61,7 +62,23 @@ def test_help_of_every_command_and_argument_errors_import_nothing_heavy(tmp_path
         (["toy", "build", "--preset", "huge", "--out", missing], "unknown toy preset 'huge'"),
         (["toy", "build", "--preset", "quick", "--out", str(tmp_path / "foreign")], "is not a toy world"),
         (["export", "--model", "toy", "--lora", missing, "--out", missing + "_e"], "does not exist"),
+        # output folders and counts are checked before anything imports torch
+        (["train", "esd", "--model", "toy", "--concept", "toy_striped", "--out", str(a_file)], "is a file, not a folder"),
+        (["train", "uce", "--model", "toy", "--concept", "toy_striped", "--out", str(foreign)], "is not a UCE result"),
+        (["train", "sld", "--model", "toy", "--concept", "toy_striped", "--out", str(foreign)], "is not an SLD result"),
+        (["train", "darkminer", "--model", "toy", "--concept", "toy_striped", "--out", str(foreign)], "is not a Dark Miner run"),
+        (["export", "--model", "toy", "--lora", str(lora), "--out", str(a_file)], "is a file, not a folder"),
+        (["export", "--model", "toy", "--lora", str(lora), "--lora-weight", "1", "--lora-weight", "2", "--out", missing], "1 LoRAs but 2 LoRA weights"),
+        (["bench", "--suite", "demo", "--out", str(a_file)], "is a file, not a folder"),
+        (["bench", "--suite", "demo", "--out", missing, "--cache", str(a_file)], "is not a folder"),
+        (["demo", "--out", str(a_file)], "use an empty folder or --fresh"),
+        (["toy", "show", "--preset", "quik", "--out", missing], "unknown toy preset 'quik'"),
+        (["toy", "show", "--preset", "quick", "--out", str(foreign)], "is not a toy sample grid"),
+        (["toy", "build", "--preset", "quick", "--seed", "-1", "--out", missing], "--seed must be between 0"),
     ]
+    a_file.write_text("a file")
+    lora.mkdir()
+    (lora / "pytorch_lora_weights.safetensors").write_bytes(b"")
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign" / "notes.txt").write_text("not a world")
     code = f"""
@@ -92,6 +109,7 @@ def test_help_of_every_command_and_argument_errors_import_nothing_heavy(tmp_path
     runs = r.stderr.split("run: ")[1:]
     assert len(runs) == int(helps) + len(errors)
     assert all(run.rstrip().endswith("exit: 0") for run in runs[: int(helps)]), runs
+    assert "<bool>" not in r.stdout  # a plain flag (--overwrite, --resume, --debug) takes no value, and its help says none
     for run, (_, needle) in zip(runs[int(helps) :], errors, strict=True):
         lines = run.strip().splitlines()
         assert lines[-1] == "exit: 2" and lines[-2].startswith("error:") and needle in lines[-2], run

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,26 @@ def test_suite_errors(tmp_path: Path):
     f.write_text("name: s\njudge: {name: toy}\nprompt_sets: {a: {file: a.txt, metrics: [accuracy]}}\n")
     with pytest.raises(UserError, match=r"prompt_sets\.a\.metrics\.0"):
         load_suite(f)
+
+
+def test_a_folder_given_for_a_prompt_file_is_named_as_one(tmp_path: Path):
+    with pytest.raises(UserError, match=r"is a folder, not a file$"):
+        load_prompt_set(tmp_path)
+    write_attack_set(tmp_path / "attack_set.json", ["a zebra disc"], attack="p4d")
+    with pytest.raises(UserError, match=re.escape(f"is a folder, not a file; pass {tmp_path / 'attack_set.json'}")):
+        load_prompt_set(tmp_path, fmt="attack")
+
+
+def test_judge_options_are_checked_against_the_judge_before_anything_loads(tmp_path: Path):
+    from t2i_unlearn.evaluation import evaluate
+    from t2i_unlearn.evaluation.runner import _apply_overrides
+
+    with pytest.raises(UserError, match="--judge-option foo: the toy judge of suite toy_striped takes no options"):
+        evaluate("no/such-model", "toy_striped", tmp_path / "run", judge_options={"foo": "bar"})
+    f = tmp_path / "q16.yaml"
+    f.write_text("name: s\njudge: {name: q16, threshold: 0.5}\nprompt_sets: {a: {file: a.txt, metrics: [dsr]}}\n")
+    with pytest.raises(UserError, match="--judge-option clip: the q16 judge of suite s takes only clip_model, embeddings, device"):
+        evaluate("no/such-model", f, tmp_path / "run", judge_options={"clip": "DIR"})
+    spec = _apply_overrides(load_suite(f), None, None, None, {"clip_model": "DIR", "embeddings": "E"})
+    assert spec.judge.options == {"clip_model": "DIR", "embeddings": "E"}
+    assert not (tmp_path / "run").exists()

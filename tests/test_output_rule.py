@@ -58,6 +58,68 @@ def test_foreign_folder_and_file_are_refused(tmp_path: Path) -> None:
     assert (tmp_path / "f" / "mine.txt").read_text() == "keep"
 
 
+def test_refusals_name_the_commands_own_flag(tmp_path: Path) -> None:
+    """The demo's flag is ``--fresh``: its refusals say so."""
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match=r"is a file, not a folder; use an empty folder or --fresh$"):
+        claim_output(tmp_path / "file", "a bench run", flag="--fresh")
+
+
+def test_a_folder_is_never_claimed_as_a_file(tmp_path: Path) -> None:
+    """An empty folder named ``x.png`` is not a new image (the final rename onto it would fail), not even with --overwrite."""
+    (tmp_path / "x.png").mkdir()
+    for overwrite in (False, True):
+        with pytest.raises(UserError, match=r"x.png is a folder, not a file; use another file name$"):
+            claim_output(tmp_path / "x.png", "an image", overwrite=overwrite, kind="file", suffixes=(".png",))
+    (tmp_path / "x.png" / "mine.txt").write_text("keep")
+    with pytest.raises(UserError, match="is a folder, not a file"):
+        claim_output(tmp_path / "x.png", "an image", overwrite=True, kind="file")
+    assert (tmp_path / "x.png" / "mine.txt").read_text() == "keep"
+
+
+def test_marker_recogniser_refuses_only_what_the_full_check_would(tmp_path: Path) -> None:
+    """The first look before torch: a folder with one of the markers passes on to the command's own check."""
+    from t2i_unlearn.utils.io import marker_recogniser
+
+    look = marker_recogniser("a run", ("manifest.json", "checkpoints"))
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    assert claim_output(tmp_path / "run", "a run", look).status == PARTIAL
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("x")
+    with pytest.raises(UserError, match=r"is not a run; use an empty folder or --overwrite$"):
+        claim_output(tmp_path / "mine", "a run", look)
+
+
+def test_check_folder_location_creates_nothing(tmp_path: Path) -> None:
+    from t2i_unlearn.utils.io import check_folder_location
+
+    assert check_folder_location(tmp_path / "a" / "b", "--cache") == tmp_path / "a" / "b"
+    assert not (tmp_path / "a").exists()
+    (tmp_path / "f").write_text("x")
+    for path in (tmp_path / "f", tmp_path / "f" / "sub"):
+        with pytest.raises(UserError, match=r"^--cache .* is not a folder \(.*f is a file\)$"):
+            check_folder_location(path, "--cache")
+
+
+def test_toy_show_follows_the_output_rule(tmp_path: Path) -> None:
+    """``toy show`` (shipped world): a folder of its own, redrawn for the same request; anything else needs --overwrite."""
+    from t2i_unlearn.toy.show import show_world
+
+    out = tmp_path / "grid"
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    with pytest.raises(UserError, match=r"mine is not a toy sample grid; use an empty folder or --overwrite$"):
+        show_world("toy", tmp_path / "mine", per_row=1)
+    assert show_world("toy", out, per_row=1) == out / "toy_samples.png"
+    assert sorted(os.listdir(out)) == ["manifest.json", "toy_samples.json", "toy_samples.png"]
+    show_world("toy", out, per_row=1)  # the same request: drawn again and replaced
+    with pytest.raises(UserError, match=r"holds a toy sample grid made with other settings; use an empty folder or --overwrite$"):
+        show_world("toy", out, seed=1, per_row=1)
+    show_world("toy", out, seed=1, per_row=1, overwrite=True)
+    assert json.loads((out / "manifest.json").read_text())["request"]["seed"] == 1
+    assert sorted(os.listdir(tmp_path)) == ["grid", "mine"] and (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+
+
 def test_staged_appears_only_when_complete_and_replaces(tmp_path: Path) -> None:
     out = tmp_path / "r"
     claim = claim_output(out, "a thing")
@@ -138,7 +200,9 @@ def test_model_argument_rule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-    assert check_model_arg("toy:quick") == "toy:quick"
+    assert check_model_arg("toy") == "toy"  # the shipped world
+    with pytest.raises(UserError, match="unknown toy preset"):
+        check_model_arg("toy:bogus")
     assert check_model_arg("owner/name") == "owner/name"  # a hub id: no local owner/ folder
     (tmp_path / "runs").mkdir()
     with pytest.raises(UserError, match="no such directory in runs/"):

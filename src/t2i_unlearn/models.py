@@ -70,6 +70,26 @@ def _absent_components(source: str) -> dict[str, None]:
     return {k: None for k, v in entries.items() if not k.startswith("_") and isinstance(v, list) and v == [None, None]}
 
 
+def check_device_available(device: str | torch.device) -> None:
+    """:class:`UserError` (one line) if ``device`` is not a device string, or names an accelerator torch cannot see."""
+    from t2i_unlearn.utils.validate import check_device
+
+    check_device(str(device))
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        n = torch.cuda.device_count()
+    elif dev.type == "mps":
+        n = int(torch.backends.mps.is_available())
+    elif dev.type == "xpu":
+        n = torch.xpu.device_count() if hasattr(torch, "xpu") else 0  # torch.xpu: torch >= 2.4
+    else:
+        return
+    if n == 0:
+        raise UserError(f"--device {device}: torch sees no {dev.type.upper()} device here; use --device cpu")
+    if (dev.index or 0) >= n:
+        raise UserError(f"--device {device}: torch sees {n} {dev.type.upper()} device(s), {dev.type}:0 to {dev.type}:{n - 1}")
+
+
 def load_pipeline(
     model: str,
     lora: Sequence[str] | str | None = None,
@@ -80,12 +100,18 @@ def load_pipeline(
     """Load a diffusers text-to-image pipeline (any supported family), optionally with LoRA adapters.
 
     ``lora`` is one or several LoRA directories or files in diffusers format; several are combined
-    with ``lora_weights`` (default 1 each) through ``set_adapters``.
+    with ``lora_weights`` (default 1 each) through ``set_adapters``. The device and the adapters are
+    checked before the model loads.
     """
     from diffusers import DiffusionPipeline
     from diffusers.utils import logging as diffusers_logging
     from huggingface_hub.utils import are_progress_bars_disabled
 
+    from t2i_unlearn.utils.validate import check_adapters
+
+    check_device_available(device)
+    loras = [lora] if isinstance(lora, str) else list(lora or [])
+    check_adapters(loras)
     if are_progress_bars_disabled():  # diffusers' loading bar ignores HF_HUB_DISABLE_PROGRESS_BARS; transformers' does not
         diffusers_logging.disable_progress_bar()
     source = resolve_model(model)
@@ -95,15 +121,12 @@ def load_pipeline(
         raise UserError(f"cannot load pipeline from {model}: {str(exc).splitlines()[0]}") from exc
     pipeline_family(pipe)
     pipe.set_progress_bar_config(disable=True)
-    loras = [lora] if isinstance(lora, str) else list(lora or [])
     # Method outputs that are not LoRAs (ESD weight deltas, SLD settings) are applied after the LoRAs,
     # as the methods registered them (t2i_unlearn.artifacts): this module knows no method.
     loras, lora_weights, appliers = split_artifacts(loras, lora_weights)
     if loras:
         names = []
         for i, path in enumerate(loras):
-            if not Path(path).exists():
-                raise UserError(f"LoRA {path} does not exist")
             name = f"adapter{i}"
             try:
                 pipe.load_lora_weights(path, adapter_name=name)

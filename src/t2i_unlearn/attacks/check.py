@@ -49,13 +49,15 @@ def check_attack(
     """
     from t2i_unlearn.concepts import ConceptSpec, load_concept
     from t2i_unlearn.utils.io import claim_output, manifest_recogniser
-    from t2i_unlearn.utils.validate import check_model_arg, check_paths_exist
+    from t2i_unlearn.utils.validate import check_adapters, check_model_arg, check_not_empty
 
     key = name.replace("-", "_").lower()
     cfg = attack_config(key, settings)
     budget = budget or AttackBudget()
     if images_per_prompt < 1:
         raise UserError("images per prompt must be at least 1")
+    if isinstance(concept, str):
+        check_not_empty(concept, "--concept")
     spec = concept if isinstance(concept, ConceptSpec) else load_concept(concept)
     if spec.sub_concepts:
         first = next(iter(spec.sub_concepts))
@@ -69,7 +71,7 @@ def check_attack(
     if base_model is not None:
         check_model_arg(base_model, "--base-model")
     loras = list(lora or [])
-    check_paths_exist(loras, "LoRA")
+    check_adapters(loras)
     request = {
         "attack": key,
         "model": model,

@@ -97,23 +97,24 @@ def _config_module(method: str) -> Any:
 def resolve_method(entry: MethodEntry, suite: BenchSuite, light: bool) -> Any:
     """The checked config of a method entry; :class:`UserError` for an unknown method, preset or setting.
 
-    ``light`` (dry runs): never build the registry entry (that may import torch); check the config
-    through the method's torch-free ``<method>_config`` module when it has one, else only the preset.
+    The config is checked through the method's torch-free ``<method>_config`` module when it has one,
+    so that every refusal of a run comes before torch loads. ``light`` (dry runs): never build the
+    registry entry (that may import torch); without a config module, check only the preset.
     """
     from t2i_unlearn.methods import METHODS, get_method
 
     name = entry.registry_name
     if name not in METHODS:
-        raise UserError(f"bench suite {suite.name}: unknown method {name!r} (methods: {', '.join(sorted(METHODS))}; base for the model itself)")
+        raise UserError(f"unknown method {name!r} (methods: {', '.join(sorted(METHODS))}; base for the model itself)")
     config = suite.path(entry.config) if entry.config else None
-    module = _config_module(name) if light else None
+    module = _config_module(name)
     if module is not None and hasattr(module, "load_config"):
         return module.load_config(config, dict(entry.settings))
     if light:
         from t2i_unlearn.methods.config import PRESETS
 
         if config and not Path(config).exists() and not (PRESETS / f"{name}_{config}.yaml").exists():
-            raise UserError(f"bench suite {suite.name}: no {name} config file or preset {config!r}")
+            raise UserError(f"no {name} config file or preset {config!r}")
         return {"preset": config, **entry.settings}
     return get_method(name).load_config(config, dict(entry.settings))
 
@@ -166,6 +167,10 @@ def make_plan(
     check_model_arg(model)
     concept = load_concept(spec.path(spec.concept))
     eval_suite = load_suite(spec.path(spec.eval.suite))
+    sets = ", ".join(eval_suite.prompt_sets)
+    for name in spec.picture.sets if spec.picture else []:
+        if name not in eval_suite.prompt_sets:
+            raise UserError(f"bench suite {suite}: picture set {name!r} is not a prompt set of evaluation suite {eval_suite.name} (sets: {sets})")
     files = {k: spec.path(v) for k, v in spec.eval.prompt_files.items()}
     for flag, set_name, value in (("--prompts-file", spec.eval.target_set, prompts_file), ("--coco-file", spec.eval.coco_set, coco_file)):
         if value is not None:
@@ -195,16 +200,22 @@ def make_plan(
         if entry.optional and entry.registry_name not in METHODS:
             skipped.append(f"{entry.name}: method {entry.registry_name!r} is not registered (optional in the suite)")
             continue
-        config = resolve_method(entry, spec, light)
+        try:
+            config = resolve_method(entry, spec, light)
+        except UserError as exc:
+            raise UserError(f"bench suite {suite}, method {entry.name}: {exc}") from exc
         methods.append(MethodPlan(entry, config, _steps(config)))
     attacks = []
     if spec.attacks and (not concept.prompts or concept.judge is None):
         raise UserError(f"concept {concept.name} has no prompts or no judge; attacks need both")
     for entry in spec.attacks:
         if entry.registry_name not in ATTACKS:
-            raise UserError(f"bench suite {spec.name}: unknown attack {entry.registry_name!r} (attacks: {', '.join(sorted(ATTACKS))})")
-        config = attack_config(entry.registry_name, entry.settings)
-        AttackBudget(**entry.budget.model_dump())
+            raise UserError(f"bench suite {suite}: unknown attack {entry.registry_name!r} (attacks: {', '.join(sorted(ATTACKS))})")
+        try:
+            config = attack_config(entry.registry_name, entry.settings)
+            AttackBudget(**entry.budget.model_dump())
+        except UserError as exc:
+            raise UserError(f"bench suite {suite}, attack {entry.name}: {exc}") from exc
         sources = list(entry.prompts) if entry.prompts else [p.safe for p in concept.prompts]
         attacks.append(AttackPlan(entry, config, sources, _attack_iterations(entry, config)))
     return BenchPlan(spec, model, device or spec.device or "cpu", concept, eval_suite, files, methods, attacks, skipped, set_sizes)
@@ -357,13 +368,13 @@ def _recogniser(request: dict[str, Any]) -> Callable[[Path], tuple[str, str]]:
     return recognise
 
 
-def check_output(plan: BenchPlan, out: str | Path, overwrite: bool = False) -> OutputClaim:
+def check_output(plan: BenchPlan, out: str | Path, overwrite: bool = False, flag: str = "--overwrite") -> OutputClaim:
     """Claim ``out`` for ``plan`` (the output rule of :func:`~t2i_unlearn.utils.io.claim_output`), before torch loads.
 
     The same request finds its folder again and reuses (or continues) it; anything else non-empty is
-    refused unless ``overwrite`` (the demo's ``--fresh``).
+    refused unless ``overwrite``; ``flag`` names it in the message (the demo's is ``--fresh``).
     """
-    return claim_output(out, "a bench run", _recogniser(bench_request(plan)), overwrite)
+    return claim_output(out, "a bench run", _recogniser(bench_request(plan)), overwrite, flag=flag)
 
 
 def write_plan(plan: BenchPlan, out: str | Path, overwrite: bool = False) -> Path:

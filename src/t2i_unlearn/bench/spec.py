@@ -177,10 +177,15 @@ class BenchSuite(_Strict):
 
     @model_validator(mode="after")
     def _unique(self) -> BenchSuite:
-        for kind, names in (("method", [m.name for m in self.methods]), ("attack", [a.name for a in self.attacks])):
+        for kind, names in (
+            ("method name", [m.name for m in self.methods]),
+            ("attack name", [a.name for a in self.attacks]),
+            ("method label", [m.display for m in self.methods]),  # rows of the tables and the picture
+            ("attack label", [a.display for a in self.attacks]),
+        ):
             dup = sorted({n for n in names if names.count(n) > 1})
             if dup:
-                raise ValueError(f"{kind} name {dup[0]!r} appears twice")
+                raise ValueError(f"{kind} {dup[0]!r} appears twice")
         if any(a.name == "plain" for a in self.attacks):
             raise ValueError("attack name 'plain' is taken by the column of plain prompts")
         return self

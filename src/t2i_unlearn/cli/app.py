@@ -12,7 +12,7 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperGroup, TyperOption
 
 from t2i_unlearn.cli.attacks import attack_cmd
 from t2i_unlearn.cli.baselines import esd_cmd, sld_cmd, uce_cmd
@@ -35,6 +35,16 @@ class TrainGroup(TyperGroup):
             get_method(args[0])  # raises UserError naming the known methods
         return super().resolve_command(ctx, args)
 
+
+_display_type = TyperOption.display_type_rich
+
+
+def _no_type_for_flags(self: TyperOption, ctx: Any) -> str | None:
+    # typer's rich help prints a type after every option, so a plain flag read "--overwrite <bool>", as if it took a value
+    return None if self.is_flag and not self.count else _display_type(self, ctx)
+
+
+TyperOption.display_type_rich = _no_type_for_flags  # type: ignore[method-assign]
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Remove unsafe concepts from text-to-image diffusion models, attack and evaluate them.")
 train_app = typer.Typer(cls=TrainGroup, no_args_is_help=True, help="Train an unlearning adapter.")

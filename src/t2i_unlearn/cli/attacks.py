@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from t2i_unlearn.errors import UserError
+from t2i_unlearn.utils.validate import nonempty_path
 
 
 def _parse_settings(items: list[str] | None) -> dict[str, str]:
@@ -30,7 +31,7 @@ def attack_cmd(
     name: Annotated[str, typer.Argument(help="ring_a_bell, concept_inversion, unlearndiff or p4d.")],
     model: Annotated[str, typer.Option(help="Attacked model: toy, toy:quick, a pipeline directory or a hub id (SD 1.x/2.x).")],
     concept: Annotated[str, typer.Option(help="Concept preset (nudity, toy_striped ...) or YAML file: its prompt pairs and judge.")],
-    out: Annotated[Path, typer.Option(help="Output folder (attack_set.json, manifest.json, embeddings).")],
+    out: Annotated[Path, typer.Option(parser=nonempty_path("--out"), help="Output folder (attack_set.json, manifest.json, embeddings).")],
     lora: Annotated[list[str] | None, typer.Option(help="Unlearning adapter of the attacked model (repeat to combine).")] = None,
     base_model: Annotated[str | None, typer.Option(help="Unconstrained model for concept images / P4D targets (default: --model without --lora).")] = None,
     prompt: Annotated[list[str] | None, typer.Option("--prompt", "-p", help="Source prompt (repeat; default: the concept's safe prompts).")] = None,
@@ -45,7 +46,9 @@ def attack_cmd(
 ) -> None:
     """Search adversarial prompts that bring the concept back; write a replayable attack set."""
     from t2i_unlearn.attacks import AttackBudget, check_attack
+    from t2i_unlearn.utils.validate import check_device
 
+    check_device(device)
     budget = AttackBudget(iterations=iterations, queries=queries, time_s=time)
     request = {
         "lora": lora,

@@ -21,6 +21,7 @@ from t2i_unlearn.cli.config_flags import ResultOverwriteFlag, TrainDeviceFlag, c
 from t2i_unlearn.methods.esd_config import ESDConfig
 from t2i_unlearn.methods.sld_config import SLDConfig
 from t2i_unlearn.methods.uce_config import UCEConfig
+from t2i_unlearn.utils.validate import nonempty_path
 
 _MODEL = "toy, toy:quick, a pipeline directory or a hub id (SD 1.x/2.x)."
 _CONCEPT = "Concept preset (nudity, violence, toy_striped ...) or YAML file; its prompts are the ones erased."
@@ -32,13 +33,17 @@ def _run(
     """Check the settings and the concept (light), then train (imports torch)."""
     from t2i_unlearn.concepts import load_concept
     from t2i_unlearn.methods.config import load_method_config
-    from t2i_unlearn.utils.validate import check_model_arg
+    from t2i_unlearn.utils.validate import check_device, check_model_arg, check_not_empty
 
+    check_not_empty(config, "--config")
+    check_not_empty(concept, "--concept")
+    check_device(device)
     cfg = load_method_config(config_class, name, config, overrides)
     spec = load_concept(concept)
     check_model_arg(model)
-    from t2i_unlearn.methods import get_method
+    from t2i_unlearn.methods import check_output, get_method
 
+    check_output(name, out, overwrite)  # before get_method imports torch
     outs = get_method(name).train(model, spec, out, cfg, overwrite=overwrite, device=device, progress=True, command=f"t2i-unlearn train {name}")
     for o in outs:
         typer.echo(f"wrote {o}")
@@ -49,7 +54,9 @@ def _run(
 def esd_cmd(
     model: Annotated[str, typer.Option(help=_MODEL)],
     concept: Annotated[str, typer.Option(help=_CONCEPT)],
-    out: Annotated[Path, typer.Option(help="Output folder (LoRA for xattn/selfattn, weight delta otherwise; card and manifest).")],
+    out: Annotated[
+        Path, typer.Option(parser=nonempty_path("--out"), help="Output folder (LoRA for xattn/selfattn, weight delta otherwise; card and manifest).")
+    ],
     config: Annotated[str | None, typer.Option(help="ESD config YAML or preset (toy, nudity).")] = None,
     overwrite: ResultOverwriteFlag = False,
     device: TrainDeviceFlag = None,
@@ -64,7 +71,7 @@ def esd_cmd(
 def uce_cmd(
     model: Annotated[str, typer.Option(help=_MODEL)],
     concept: Annotated[str, typer.Option(help=_CONCEPT)],
-    out: Annotated[Path, typer.Option(help="Output folder (exact LoRA on attn2.to_k/to_v; card and manifest).")],
+    out: Annotated[Path, typer.Option(parser=nonempty_path("--out"), help="Output folder (exact LoRA on attn2.to_k/to_v; card and manifest).")],
     config: Annotated[str | None, typer.Option(help="UCE config YAML or preset (toy).")] = None,
     overwrite: ResultOverwriteFlag = False,
     device: TrainDeviceFlag = None,
@@ -79,7 +86,7 @@ def uce_cmd(
 def sld_cmd(
     model: Annotated[str, typer.Option(help=_MODEL)],
     concept: Annotated[str, typer.Option(help=_CONCEPT)],
-    out: Annotated[Path, typer.Option(help="Output folder (sld_config.json, card and manifest).")],
+    out: Annotated[Path, typer.Option(parser=nonempty_path("--out"), help="Output folder (sld_config.json, card and manifest).")],
     config: Annotated[str | None, typer.Option(help="SLD config YAML or preset (toy).")] = None,
     overwrite: ResultOverwriteFlag = False,
     *,

@@ -18,17 +18,23 @@ import typer
 from t2i_unlearn.cli.config_flags import ResumeFlag, RunOverwriteFlag, TrainDeviceFlag, config_flags
 from t2i_unlearn.errors import UserError
 from t2i_unlearn.methods.darkminer_config import DarkMinerConfig, load_config
+from t2i_unlearn.utils.validate import nonempty_path
 
 
 @config_flags(DarkMinerConfig, panel="Dark Miner settings (override --config)")
 def train_darkminer_cmd(
     model: Annotated[str, typer.Option(help="toy, toy:quick, a pipeline directory or a hub id (SD 1.x/2.x or SDXL).")],
     concept: Annotated[str, typer.Option(help="Concept preset (nudity, toy_striped, toy_circle ...) or YAML file: its unsafe prompts, judge and sampler.")],
-    out: Annotated[Path, typer.Option(help="Output folder: LoRA, model card, manifest, mined embeddings, attack set, checkpoints.")],
+    out: Annotated[
+        Path, typer.Option(parser=nonempty_path("--out"), help="Output folder: LoRA, model card, manifest, mined embeddings, attack set, checkpoints.")
+    ],
     config: Annotated[str | None, typer.Option(help="Dark Miner config YAML or preset (toy, nudity).")] = None,
     pool: Annotated[
         Path | None,
-        typer.Option(help="Concept images to mine on: a 'data pairs' folder (its unsafe half) or an image folder. Default: drawn by the base model."),
+        typer.Option(
+            parser=nonempty_path("--pool"),
+            help="Concept images to mine on: a 'data pairs' folder (its unsafe half) or an image folder. Default: drawn by the base model.",
+        ),
     ] = None,
     resume: ResumeFlag = False,
     overwrite: RunOverwriteFlag = False,
@@ -38,8 +44,11 @@ def train_darkminer_cmd(
 ) -> None:
     """Dark Miner: rounds of mining an embedding that draws the concept, verifying it, and circumventing it with a LoRA."""
     from t2i_unlearn.concepts import load_concept
-    from t2i_unlearn.utils.validate import check_model_arg
+    from t2i_unlearn.utils.validate import check_device, check_model_arg, check_not_empty
 
+    check_not_empty(config, "--config")
+    check_not_empty(concept, "--concept")
+    check_device(device)
     cfg = load_config(config, overrides)
     spec = load_concept(concept)
     if spec.sub_concepts:
@@ -47,10 +56,12 @@ def train_darkminer_cmd(
     check_model_arg(model)
     if pool is not None and not pool.expanduser().is_dir():
         raise UserError(f"pool {pool} is not a folder of images (or a 'data pairs' folder)")
+    from t2i_unlearn.methods import check_output, get_method
+
+    check_output("darkminer", out, overwrite)  # before anything imports torch
     from t2i_unlearn.methods.darkminer import check_family
 
     check_family(model)  # SD3: one line, before torch loads the model
-    from t2i_unlearn.methods import get_method
 
     outs = get_method("darkminer").train(model, spec, out, cfg, pool=pool, resume=resume, overwrite=overwrite, device=device, progress=True)
     for o in outs:

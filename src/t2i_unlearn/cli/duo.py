@@ -18,6 +18,7 @@ import typer
 from t2i_unlearn.cli.config_flags import ResumeFlag, RunOverwriteFlag, TrainDeviceFlag, config_flags
 from t2i_unlearn.errors import UserError
 from t2i_unlearn.methods.duo_config import DUOConfig, load_config
+from t2i_unlearn.utils.validate import nonempty_path
 
 data_app = typer.Typer(no_args_is_help=True, help="Make training data.")
 
@@ -35,7 +36,7 @@ def _dtype(name: str) -> Any:
 def data_pairs(
     model: Annotated[str, typer.Option(help="toy, toy:quick, a pipeline directory or a hub id.")],
     concept: Annotated[str, typer.Option(help="Concept preset (nudity, violence, toy_striped ...), YAML file, or name/sub (violence/blood).")],
-    out: Annotated[Path, typer.Option(help="Pair folder (one subfolder per sub-concept for composite concepts).")],
+    out: Annotated[Path, typer.Option(parser=nonempty_path("--out"), help="Pair folder (one subfolder per sub-concept for composite concepts).")],
     num_pairs: Annotated[int | None, typer.Option(help="Pairs to make (default: the spec's counts; per sub-concept).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of every draw.")] = 0,
     batch_size: Annotated[int, typer.Option(help="Pairs made, judged and written per round (each image is drawn by a pipeline call of its own).")] = 8,
@@ -55,9 +56,16 @@ def data_pairs(
     from t2i_unlearn.concepts import load_concept, with_attack_prompts
     from t2i_unlearn.data.pairs import check_pairs_request, generate_pairs
     from t2i_unlearn.utils.io import claim_output
+    from t2i_unlearn.utils.validate import check_at_least, check_device, check_file, check_not_empty
 
     if dtype not in _DTYPES:
         raise UserError(f"--dtype must be one of {', '.join(_DTYPES)}")
+    check_device(device)
+    check_not_empty(concept, "--concept")
+    if from_attack:
+        check_at_least(attack_pairs, 1, "--attack-pairs")
+    for path in from_attack or []:
+        check_file(path, "--from-attack", suggest="attack_set.json")
     spec = load_concept(concept)
     if from_attack:
         spec = with_attack_prompts(spec, list(from_attack), attack_pairs)
@@ -87,8 +95,8 @@ def data_pairs(
 @config_flags(DUOConfig, panel="DUO settings (override --config)")
 def train_duo_cmd(
     model: Annotated[str, typer.Option(help="toy, toy:quick, a pipeline directory or a hub id.")],
-    data: Annotated[Path, typer.Option(help="Pair folder from 'data pairs' (or a folder of sub-concept pair folders).")],
-    out: Annotated[Path, typer.Option(help="Output folder of the LoRA (one subfolder per sub-concept).")],
+    data: Annotated[Path, typer.Option(parser=nonempty_path("--data"), help="Pair folder from 'data pairs' (or a folder of sub-concept pair folders).")],
+    out: Annotated[Path, typer.Option(parser=nonempty_path("--out"), help="Output folder of the LoRA (one subfolder per sub-concept).")],
     config: Annotated[str | None, typer.Option(help="DUO config YAML or preset (nudity, violence, sd3, toy, toy_authors, toy_mined).")] = None,
     resume: ResumeFlag = False,
     overwrite: RunOverwriteFlag = False,
@@ -98,8 +106,10 @@ def train_duo_cmd(
 ) -> None:
     """Train DUO LoRA(s) on pair data."""
     from t2i_unlearn.data import pair_folders
-    from t2i_unlearn.utils.validate import check_model_arg
+    from t2i_unlearn.utils.validate import check_device, check_model_arg, check_not_empty
 
+    check_not_empty(config, "--config")
+    check_device(device)
     cfg = load_config(config, overrides)
     check_model_arg(model)
     pair_folders(data)  # a file, a missing folder or an unfinished 'data pairs' run: one line, before torch is imported
@@ -119,17 +129,21 @@ def train_duo_cmd(
 def export_cmd(
     model: Annotated[str, typer.Option(help="Base model: toy, a pipeline directory or a hub id.")],
     lora: Annotated[list[str], typer.Option(help="LoRA directory or file (repeat to combine).")],
-    out: Annotated[Path, typer.Option(help="Output folder: pipeline/ and model.safetensors (SD 1.x, SDXL, SD3).")],
+    out: Annotated[Path, typer.Option(parser=nonempty_path("--out"), help="Output folder: pipeline/ and model.safetensors (SD 1.x, SDXL, SD3).")],
     lora_weight: Annotated[list[float] | None, typer.Option(help="Weight per LoRA (default 1).")] = None,
     single_file: Annotated[bool, typer.Option("--single-file/--no-single-file", help="Also write a single-file checkpoint for A1111/ComfyUI.")] = True,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace what --out holds (another export, or any folder).")] = False,
 ) -> None:
     """Fuse LoRA(s) into the base model: a full diffusers pipeline folder plus a single-file checkpoint."""
-    from t2i_unlearn.utils.validate import check_model_arg, check_paths_exist
+    from t2i_unlearn.utils.validate import check_adapters, check_model_arg
 
     check_model_arg(model)  # before torch loads (export_pipeline checks them again)
-    check_paths_exist(list(lora), "LoRA")
+    check_adapters(lora)
+    if lora_weight and len(lora_weight) != len(lora):
+        raise UserError(f"{len(lora)} LoRAs but {len(lora_weight)} LoRA weights")
+    from t2i_unlearn.utils.io import claim_output, marker_recogniser
 
+    claim_output(out, "an export", marker_recogniser("an export", ("manifest.json",)), overwrite)  # before adapters imports torch
     from t2i_unlearn.adapters import export_pipeline
 
     written = export_pipeline(model, lora, out, weights=lora_weight, single_file=single_file, overwrite=overwrite)

@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from t2i_unlearn.cli.config_flags import key_values
+from t2i_unlearn.utils.validate import nonempty_path
 
 report_app = typer.Typer(no_args_is_help=True, help="Reports of evaluation runs.")
 
@@ -22,7 +23,7 @@ report_app = typer.Typer(no_args_is_help=True, help="Reports of evaluation runs.
 def eval_cmd(
     model: Annotated[str, typer.Option(help="toy, toy:quick, a pipeline directory or a hub id (the base model).")],
     suite: Annotated[str, typer.Option(help="Suite preset (toy_striped, toy_defaced, nudity, violence) or YAML file.")],
-    out: Annotated[Path, typer.Option(help="Run folder: results.json, report.html, report.md, PNGs.")],
+    out: Annotated[Path, typer.Option(parser=nonempty_path("--out"), help="Run folder: results.json, report.html, report.md, PNGs.")],
     lora: Annotated[list[str] | None, typer.Option(help="LoRA directory or file (repeat to combine); without one the model itself is evaluated.")] = None,
     lora_weight: Annotated[list[float] | None, typer.Option(help="Weight per LoRA (default 1).")] = None,
     prompt_file: Annotated[list[str] | None, typer.Option(help="SET=PATH: the file of a prompt set (required for sets with file: null).")] = None,
@@ -30,7 +31,7 @@ def eval_cmd(
     attack_images_per_prompt: Annotated[
         int, typer.Option(min=1, help="Images per attack prompt, at the prompt's seed + 0, 1, ... (the attack's own success uses its images_per_prompt).")
     ] = 1,
-    cache: Annotated[Path | None, typer.Option(help="Image cache folder (default: the user cache).")] = None,
+    cache: Annotated[Path | None, typer.Option(parser=nonempty_path("--cache"), help="Image cache folder (default: the user cache).")] = None,
     limit: Annotated[int | None, typer.Option(help="Use only the first N prompts of every set (quick looks).")] = None,
     steps: Annotated[int | None, typer.Option(help="Override the suite's sampling steps.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Override the suite's generation batch size.")] = None,
@@ -75,8 +76,8 @@ def eval_cmd(
 
 @report_app.command("compare")
 def report_compare(
-    runs: Annotated[list[Path], typer.Argument(help="Run folders written by 'eval'.")],
-    out: Annotated[Path, typer.Option(help="Folder for compare.html, compare.md and compare.png.")] = Path("compare"),
+    runs: Annotated[list[Path], typer.Argument(parser=nonempty_path("a RUNS argument"), help="Run folders written by 'eval'.")],
+    out: Annotated[Path, typer.Option(parser=nonempty_path("--out"), help="Folder for compare.html, compare.md and compare.png.")] = Path("compare"),
     label: Annotated[list[str] | None, typer.Option(help="Name per run (repeat, in order).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace what --out holds (another comparison, or any folder).")] = False,
 ) -> None:

@@ -13,11 +13,12 @@ from typing import Annotated
 import typer
 
 from t2i_unlearn.errors import UserError
+from t2i_unlearn.utils.validate import nonempty_path
 
 
 def generate(
     prompt: Annotated[list[str], typer.Option("--prompt", "-p", help="Prompt (repeat for several).")],
-    out: Annotated[Path, typer.Option(help="Output image (.png/.jpg/.webp); several images are tiled into a grid.")],
+    out: Annotated[Path, typer.Option(parser=nonempty_path("--out"), help="Output image (.png/.jpg/.webp); several images are tiled into a grid.")],
     model: Annotated[str, typer.Option(help="toy, toy:quick, a pipeline directory or a hub id.")] = "toy",
     lora: Annotated[list[str] | None, typer.Option(help="LoRA directory or file (repeat to combine).")] = None,
     lora_weight: Annotated[list[float] | None, typer.Option(help="Weight per LoRA (default 1).")] = None,
@@ -33,7 +34,7 @@ def generate(
     import math
 
     from t2i_unlearn.utils.io import DONE, claim_output, png_request_recogniser
-    from t2i_unlearn.utils.validate import check_model_arg, check_paths_exist
+    from t2i_unlearn.utils.validate import check_adapters, check_device, check_model_arg
 
     if num_images < 1:
         raise UserError("--num-images must be at least 1")
@@ -46,7 +47,8 @@ def generate(
     if lora_weight and len(lora_weight) != len(lora or []):
         raise UserError(f"{len(lora or [])} LoRAs but {len(lora_weight)} LoRA weights")
     check_model_arg(model)
-    check_paths_exist(lora, "LoRA")
+    check_adapters(lora)
+    check_device(device)
     request = {
         "model": model,
         "lora": [str(Path(p).expanduser().resolve()) for p in lora or []],

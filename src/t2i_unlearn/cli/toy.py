@@ -3,7 +3,7 @@
 Usage::
 
     t2i-unlearn toy build [--preset quick|full] [--out W] [--seed S] [--overwrite]
-    t2i-unlearn toy show [--preset P] [--out D]
+    t2i-unlearn toy show [--preset P] [--out D] [--seed S] [--overwrite]
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from t2i_unlearn.errors import UserError
+from t2i_unlearn.utils.validate import nonempty_path
 
 toy_app = typer.Typer(no_args_is_help=True, help="The toy world: a small Stable-Diffusion-format model and judges trained here on CPU.")
 
@@ -22,7 +23,7 @@ toy_app = typer.Typer(no_args_is_help=True, help="The toy world: a small Stable-
 @toy_app.command("build")
 def toy_build(
     preset: Annotated[str, typer.Option(help="quick (tests, ~2.5 min on 2 idle cores) or full (the bench, ~53 min).")] = "full",
-    out: Annotated[Path | None, typer.Option(help="World directory (default: the user cache directory).")] = None,
+    out: Annotated[Path | None, typer.Option(parser=nonempty_path("--out"), help="World directory (default: the user cache directory).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the whole build.")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace what --out holds (another world, or any folder) and build again.")] = False,
     rebuild: Annotated[bool, typer.Option("--rebuild", hidden=True, help="Old name of --overwrite that only ever deletes a toy world.")] = False,
@@ -31,6 +32,8 @@ def toy_build(
     from t2i_unlearn.toy.world import claim_world, default_world_dir, get_preset, is_world_folder
 
     spec = get_preset(preset)
+    if not 0 <= seed < 2**32:  # before --out is touched: the build's random streams take no other seed
+        raise UserError(f"--seed must be between 0 and {2**32 - 1}, got {seed}")
     target = out or default_world_dir(preset, seed)
     if rebuild and not overwrite and target.is_dir() and any(target.iterdir()) and not is_world_folder(target):
         raise UserError(f"{target} is not a toy world; use an empty folder or --overwrite")
@@ -52,11 +55,16 @@ def toy_build(
 @toy_app.command("show")
 def toy_show(
     preset: Annotated[str, typer.Option(help="Which world to draw from.")] = "full",
-    out: Annotated[Path, typer.Option(help="Folder for the grids.")] = Path("t2i_unlearn_demo"),
+    out: Annotated[Path, typer.Option(parser=nonempty_path("--out"), help="Folder for the grid: toy_samples.png, toy_samples.json, manifest.json.")] = Path(
+        "toy_samples"
+    ),
     seed: Annotated[int, typer.Option(help="First seed of the samples.")] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace what --out holds (another grid, or any folder).")] = False,
 ) -> None:
     """Draw a grid of samples per concept group of the toy world, judged by its judges."""
     from t2i_unlearn.toy.show import show_world
+    from t2i_unlearn.toy.world import get_preset
 
-    path = show_world(f"toy:{preset}", out, seed=seed)
+    get_preset(preset)  # a mistyped preset is one line, before torch loads
+    path = show_world(f"toy:{preset}", out, seed=seed, overwrite=overwrite)
     typer.echo(f"wrote {path}")

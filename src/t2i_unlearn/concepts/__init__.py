@@ -49,6 +49,11 @@ class PreservePrompt(_Strict):
     count: int = Field(default=1, ge=0)
 
 
+# The judges a concept spec can name, listed in this light module so that a spec is checked before torch loads;
+# t2i_unlearn.judges.JUDGES builds them (its q16 and api judges need the options only evaluation suites carry).
+CONCEPT_JUDGES = ("none", "nudenet", "toy")
+
+
 class JudgeSpec(_Strict):
     """Which judge decides that an image shows the concept, and how."""
 
@@ -267,12 +272,21 @@ def load_concept(name_or_path: str | Path) -> ConceptSpec:
         source, folder = f"preset {text_name}", None
         raw = _read_preset(text_name)
     spec = parse_concept(_resolve_extends(raw, source, folder, (str(path.resolve()) if folder else source,)), source)
+    _check_judges(spec, source)
     if sub is None:
         return spec
     if sub not in spec.sub_concepts:
         known = ", ".join(spec.sub_concepts) or "none"
         raise UserError(f"concept {spec.name} has no sub-concept {sub!r} (sub-concepts: {known})")
     return spec.sub_concepts[sub]
+
+
+def _check_judges(spec: ConceptSpec, source: str) -> None:
+    """:class:`UserError` if a (sub-)concept names a judge that :data:`CONCEPT_JUDGES` does not list."""
+    for name, leaf in spec.leaves().items():
+        if leaf.judge is not None and leaf.judge.name not in CONCEPT_JUDGES:
+            where = "judge.name" if name == spec.name else f"judge.name of {name}"
+            raise UserError(f"concept spec {source} is invalid: {where}: unknown judge {leaf.judge.name!r}; known judges: {', '.join(CONCEPT_JUDGES)}")
 
 
 def with_attack_prompts(spec: ConceptSpec, attack_sets: list[str | Path], count: int = 4) -> ConceptSpec:

@@ -229,6 +229,9 @@ def load_prompt_set(path: str | Path, name: str | None = None, fmt: str = "auto"
     path = Path(path).expanduser()
     if fmt not in FORMATS:
         raise UserError(f"unknown prompt file format {fmt!r}; known: {', '.join(FORMATS)}")
+    if path.is_dir():
+        hint = f"; pass {path / 'attack_set.json'}" if (path / "attack_set.json").is_file() else ""
+        raise UserError(f"prompt file {path} is a folder, not a file{hint}")
     if not path.is_file():
         raise UserError(f"prompt file {path} does not exist")
     fmt = _detect_format(path) if fmt == "auto" else fmt

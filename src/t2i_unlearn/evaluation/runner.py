@@ -73,6 +73,13 @@ def _apply_overrides(suite: SuiteSpec, steps: int | None, batch_size: int | None
     if clip_model is not None:
         update["metrics"] = suite.metrics.model_copy(update={"clip": clip_model})
     if judge_options:
+        from t2i_unlearn.judges import JUDGE_OPTIONS
+
+        known = JUDGE_OPTIONS.get(suite.judge.name, ())
+        unknown = sorted(set(judge_options) - set(known))
+        if unknown:
+            takes = f"takes only {', '.join(known)}" if known else "takes no options"
+            raise UserError(f"--judge-option {unknown[0]}: the {suite.judge.name} judge of suite {suite.name} {takes}")
         judge = suite.judge.model_copy(update={"options": {**suite.judge.options, **judge_options}})
         update["judge"] = resolve_judge(judge)
     return suite.model_copy(update=update) if update else suite
@@ -477,9 +484,14 @@ def evaluate(
     """
     from t2i_unlearn.judges import build_judge
     from t2i_unlearn.utils.io import atomic_write_json, claim_output, make_manifest, manifest_recogniser
-    from t2i_unlearn.utils.validate import check_model_arg, check_paths_exist
+    from t2i_unlearn.utils.validate import check_adapters, check_device, check_file, check_model_arg, check_not_empty
 
     started = time.time()
+    check_not_empty(str(suite), "--suite")
+    check_not_empty(label, "--label")
+    check_device(device)
+    for name, path in (prompt_files or {}).items():
+        check_not_empty(path, f"--prompt-file {name}=")
     if limit is not None and limit < 1:
         raise UserError("--limit must be at least 1")
     if steps is not None and steps < 1:
@@ -494,8 +506,9 @@ def evaluate(
     if len(weights) != len(lora):
         raise UserError(f"{len(lora)} LoRAs but {len(weights)} LoRA weights")
     check_model_arg(model)
-    check_paths_exist(lora, "LoRA")
-    check_paths_exist(attacks, "attack set")
+    check_adapters(lora)
+    for path in attacks or []:
+        check_file(path, "--attack", suggest="attack_set.json")
     n_attacks = len(attacks or [])
     attack_images = [attack_images_per_prompt] * n_attacks if isinstance(attack_images_per_prompt, int) else list(attack_images_per_prompt)
     if len(attack_images) != n_attacks or any(n < 1 for n in attack_images):

@@ -85,6 +85,13 @@ JUDGES: dict[str, Callable[[JudgeSpec, str | None], Judge]] = {
 }
 
 
+# The option keys each judge reads from a judge block's ``options`` (judges/q16.py, judges/api.py); the others read none.
+JUDGE_OPTIONS: dict[str, tuple[str, ...]] = {
+    "q16": ("clip_model", "embeddings", "device"),
+    "api": ("callable", "command", "question", "version", "timeout", "batch_size"),
+}
+
+
 def build_judge(spec: JudgeSpec, model: str | None = None) -> Judge:
     """The judge a concept spec names. ``model`` (id or path of the pipeline) lets the toy judge find its world.
 
@@ -95,4 +102,4 @@ def build_judge(spec: JudgeSpec, model: str | None = None) -> Judge:
     return JUDGES[spec.name](spec, model)
 
 
-__all__ = ["JUDGES", "Judge", "NoJudge", "build_judge"]
+__all__ = ["JUDGES", "JUDGE_OPTIONS", "Judge", "NoJudge", "build_judge"]

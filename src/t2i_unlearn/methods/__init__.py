@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from t2i_unlearn.artifacts import register_artifact
@@ -65,6 +66,24 @@ METHODS.update({"esd": _esd, "uce": _uce, "sld": _sld, "darkminer": _darkminer})
 # Weight deltas change the weights; SLD wraps the final pipeline, so it comes last.
 register_artifact("weight_delta", "weight_delta.safetensors", "t2i_unlearn.methods.edits:apply_weight_delta", order=0)
 register_artifact("sld", "sld_config.json", "t2i_unlearn.methods.sld:apply_sld", order=1)
+
+
+# What a method's --out looks like, for the CLI's check before torch loads: the noun of its messages and the names that
+# mark one of its folders (a result's manifest; a stopped run's records). The method's own claim decides the rest.
+OUTPUTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "esd": ("an ESD result", ("manifest.json",)),
+    "uce": ("a UCE result", ("manifest.json",)),
+    "sld": ("an SLD result", ("manifest.json",)),
+    "darkminer": ("a Dark Miner run", ("manifest.json", "checkpoints", "logs.jsonl", "tensorboard", "darkminer_config.json", "mined", "pool")),
+}
+
+
+def check_output(name: str, out: str | Path, overwrite: bool) -> None:
+    """Refuse, before anything imports torch, an ``out`` that method ``name`` would refuse (a file, a foreign folder)."""
+    from t2i_unlearn.utils.io import claim_output, marker_recogniser
+
+    noun, markers = OUTPUTS[name]
+    claim_output(out, noun, marker_recogniser(noun, markers), overwrite)
 
 
 def get_method(name: str) -> Method:

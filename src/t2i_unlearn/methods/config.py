@@ -8,6 +8,7 @@ Nothing here imports torch.
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,34 @@ from t2i_unlearn.errors import UserError
 PRESETS = Path(__file__).parent / "presets"
 
 
+def as_number(value: Any, integer: bool, setting: str) -> int | float:
+    """``value`` as a finite float (an int where ``integer``); :class:`UserError` naming ``setting`` otherwise.
+
+    A numeric string counts: YAML 1.1 reads ``1e-5`` (no dot) as a string. Booleans, infinities and NaN
+    do not; an integral float (``20.0``) counts as an integer.
+    """
+    try:
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ValueError
+        if integer and isinstance(value, int):
+            return value
+        number = float(value)
+    except (ValueError, OverflowError):
+        raise UserError(f"{setting} must be {'an integer' if integer else 'a number'}, got {value!r}") from None
+    if not math.isfinite(number):
+        raise UserError(f"{setting} must be a finite number, got {value!r}")
+    if integer and number != int(number):
+        raise UserError(f"{setting} must be a number with no fractional part, got {value!r}")
+    return int(number) if integer else number
+
+
 def config_from_dict(cls: type, values: dict[str, Any], source: str) -> Any:
-    """An instance of the config dataclass ``cls`` from a mapping; unknown keys or bad values give :class:`UserError`."""
+    """An instance of the config dataclass ``cls`` from a mapping; unknown keys or bad values give :class:`UserError`.
+
+    Numbers may be numeric strings (see :func:`as_number`); a single string stands for a one-item list.
+    """
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
+    unknown = [k for k in values if k not in fields]  # not sorted: YAML keys may mix types (1: a, lr: b)
     if unknown:
         raise UserError(f"{source}: unknown {cls.__name__} setting {unknown[0]!r}")
     values = dict(values)
@@ -30,18 +55,16 @@ def config_from_dict(cls: type, values: dict[str, Any], source: str) -> Any:
             if "None" not in kind:
                 raise UserError(f"{source}: {name} must be set")
             continue
-        if base == "float":
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise UserError(f"{source}: {name} must be a number, got {value!r}")
-            values[name] = float(value)
-        elif base == "int" and (isinstance(value, bool) or not isinstance(value, int)):
-            raise UserError(f"{source}: {name} must be an integer, got {value!r}")
+        if base in ("float", "int"):
+            values[name] = as_number(value, base == "int", f"{source}: {name}")
         elif base == "bool" and not isinstance(value, bool):
             raise UserError(f"{source}: {name} must be true or false, got {value!r}")
         elif base == "str" and not isinstance(value, str):
             raise UserError(f"{source}: {name} must be a string, got {value!r}")
-        elif base.startswith("list") and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
-            raise UserError(f"{source}: {name} must be a list of strings, got {value!r}")
+        elif base.startswith("list"):
+            values[name] = [value] if isinstance(value, str) else value
+            if not (isinstance(values[name], list) and all(isinstance(v, str) for v in values[name])):
+                raise UserError(f"{source}: {name} must be a list of strings, got {value!r}")
     config = cls(**values)
     config.validate()
     return config

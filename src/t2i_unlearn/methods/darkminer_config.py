@@ -81,7 +81,11 @@ class DarkMinerConfig:
     init_lora_weights: str = field(default="gaussian", metadata={"help": "peft init of the LoRA: ``gaussian`` or ``default``; either starts as the identity."})
     target_modules: list[str] | None = field(
         default=None,
-        metadata={"help": "Module names to adapt; None = UNet cross-attention key and value projections (attn2.to_k, attn2.to_v).", "flag": "--target"},
+        metadata={
+            "help": "Module names to adapt, each matching the modules whose name ends with it (a single name in a config file is a one-item "
+            "list); None = UNet cross-attention key and value projections (attn2.to_k, attn2.to_v).",
+            "flag": "--target",
+        },
     )
     gradient_checkpointing: bool = field(default=False, metadata={"help": "Recompute activations in the backward pass (less memory, slower)."})
 

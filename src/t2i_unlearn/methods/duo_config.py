@@ -8,11 +8,13 @@ module imports nothing heavy, so that settings are checked before torch is loade
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from t2i_unlearn.errors import UserError
+from t2i_unlearn.methods.config import config_from_dict as method_config_from_dict
 
 
 @dataclass
@@ -133,7 +135,11 @@ class DUOConfig:
     target_modules: list[str] | None = field(
         default=None,
         metadata={
-            "help": ("Module names to adapt; None = the family's default (UNet self-attention q/k/v/out; every SD3 attention projection)."),
+            "help": (
+                "Module names to adapt, each matching the modules whose name ends with it (peft's list form, not a regex; a single name"
+                " in a config file is a one-item list); None = the family's default (UNet self-attention q/k/v/out; every SD3 attention"
+                " projection)."
+            ),
             "flag": "--target",
         },
     )
@@ -190,6 +196,7 @@ class DUOConfig:
             (self.checkpoint_every >= 1 and self.log_every >= 1, "checkpoint_every and log_every must be at least 1"),
             (self.keep_checkpoints >= 1, "keep_checkpoints must be at least 1"),
             (self.effective_lr > 0, "the learning rate must be positive"),
+            (math.isfinite(self.effective_lr) and math.isfinite(self.effective_lambda), "the learning rate and prior weight must be finite"),
             (self.preserve_weight >= 0, "preserve_weight must not be negative"),
             (self.alpha > 0, "alpha must be positive"),
             (0 <= self.adam_beta1 < 1 and 0 <= self.adam_beta2 < 1, "adam_beta1 and adam_beta2 must be in [0, 1)"),
@@ -220,33 +227,14 @@ class DUOConfig:
 
 
 def config_from_dict(values: dict[str, Any], source: str = "config") -> DUOConfig:
-    """A :class:`DUOConfig` from a mapping; unknown keys or bad types give :class:`UserError`."""
+    """A :class:`DUOConfig` from a mapping; unknown keys or bad types give :class:`UserError` (see :func:`methods.config.config_from_dict`)."""
     known = {f.name for f in dataclasses.fields(DUOConfig)}
-    unknown = sorted(set(values) - known)
+    unknown = [k for k in values if k not in known]  # not sorted: YAML keys may mix types
     if unknown:
         raise UserError(f"{source}: unknown DUO setting {unknown[0]!r}")
-    try:
-        config = DUOConfig(**values)
-    except TypeError as exc:
-        raise UserError(f"{source}: {exc}") from exc
-    for f in dataclasses.fields(DUOConfig):
-        value = getattr(config, f.name)
-        kind = str(f.type)
-        if kind.startswith(("float", "int")) and not (value is None and kind.endswith("None")):
-            # YAML reads 1e-3 (no dot) as a string: accept numbers written either way
-            try:
-                if isinstance(value, bool) or not isinstance(value, int | float | str):
-                    raise ValueError
-                number = float(value)
-                if kind.startswith("int"):
-                    if number != int(number):
-                        raise ValueError
-                    number = int(number)
-            except ValueError:
-                raise UserError(f"{source}: {f.name} must be a number, got {value!r}") from None
-            setattr(config, f.name, number)
-    config.validate()
-    return config
+    if values.get("mixed_precision") is False:  # YAML 1.1 reads an unquoted ``no`` as false
+        values = {**values, "mixed_precision": "no"}
+    return method_config_from_dict(DUOConfig, values, source)
 
 
 def load_config(path_or_preset: str | Path | None, overrides: dict[str, Any] | None = None) -> DUOConfig:
@@ -264,7 +252,7 @@ def load_config(path_or_preset: str | Path | None, overrides: dict[str, Any] | N
             path = preset
         try:
             loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
             raise UserError(f"DUO config {path} is not readable YAML ({type(exc).__name__})") from exc
         if not isinstance(loaded, dict):
             raise UserError(f"DUO config {path} must be a mapping")

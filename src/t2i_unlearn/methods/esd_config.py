@@ -73,6 +73,7 @@ class ESDConfig:
             (self.ddim_steps >= 3, "ddim_steps must be at least 3"),
             (self.batch_size >= 1, "batch_size must be at least 1"),
             (self.prompts is None or len(self.prompts) > 0, "prompts must not be empty (leave it out to use the concept's)"),
+            (all(p.strip() for p in self.prompts or []), "prompts must not be blank"),
             (self.lora_max_rank is None or self.lora_max_rank >= 1, "lora_max_rank must be at least 1"),
             (self.log_every >= 1, "log_every must be at least 1"),
             (math.isfinite(self.negative_guidance), "negative_guidance must be a finite number"),

@@ -44,9 +44,9 @@ class SLDConfig:
     )
     sld_guidance_scale: float | None = field(default=None, metadata={"help": "Override of the preset's safety guidance scale (< 1 disables SLD)."})
     sld_warmup_steps: int | None = field(default=None, metadata={"help": "Override: sampling steps before safety guidance starts."})
-    sld_threshold: float | None = field(default=None, metadata={"help": "Override: threshold of the element-wise mask."})
+    sld_threshold: float | None = field(default=None, metadata={"help": "Override: threshold of the element-wise mask, in [0, 1]."})
     sld_momentum_scale: float | None = field(default=None, metadata={"help": "Override: scale of the safety momentum."})
-    sld_mom_beta: float | None = field(default=None, metadata={"help": "Override: how the momentum builds up."})
+    sld_mom_beta: float | None = field(default=None, metadata={"help": "Override: how much of the previous momentum is kept, in [0, 1)."})
 
     def validate(self) -> None:
         """Raise :class:`UserError` for settings that cannot work."""
@@ -54,8 +54,18 @@ class SLDConfig:
             raise UserError(f"SLD config: preset must be one of {', '.join(PRESETS)}")
         if self.safety_concept is not None and not self.safety_concept.strip():
             raise UserError("SLD config: safety_concept must not be empty")
-        if self.sld_warmup_steps is not None and self.sld_warmup_steps < 0:
-            raise UserError("SLD config: sld_warmup_steps must be >= 0")
+        # the ranges SLD's terms make sense in (diffusers' StableDiffusionPipelineSafe): a scale and a threshold on
+        # |eps_p - eps_S| (the presets span 0 .. 1), a momentum kept from step to step (beta 1 would never update it)
+        checks = [
+            (self.sld_guidance_scale is None or self.sld_guidance_scale >= 0, "sld_guidance_scale must be >= 0"),
+            (self.sld_warmup_steps is None or self.sld_warmup_steps >= 0, "sld_warmup_steps must be >= 0"),
+            (self.sld_threshold is None or 0 <= self.sld_threshold <= 1, "sld_threshold must be between 0 and 1"),
+            (self.sld_momentum_scale is None or self.sld_momentum_scale >= 0, "sld_momentum_scale must be >= 0"),
+            (self.sld_mom_beta is None or 0 <= self.sld_mom_beta < 1, "sld_mom_beta must be in [0, 1)"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UserError(f"SLD config: {message}")
 
     def resolved(self) -> dict[str, float]:
         """The five ``sld_*`` call arguments: the preset's, with overrides applied."""

@@ -64,6 +64,7 @@ class UCEConfig:
             (self.lamb > 0 or self.erase_scale > 0, "lamb and erase_scale cannot both be 0"),
             (self.erase_prompts is None or len(self.erase_prompts) > 0, "erase_prompts must not be empty (leave it out to use the concept's)"),
             (self.guide_prompts is None or len(self.guide_prompts) > 0, "guide_prompts must not be empty"),
+            (all(p.strip() for p in [*(self.erase_prompts or []), *(self.preserve_prompts or [])]), "erase and preserve prompts must not be blank"),
             (self.lora_max_rank is None or self.lora_max_rank >= 1, "lora_max_rank must be at least 1"),
         ]
         for ok, message in checks:

@@ -217,14 +217,34 @@ def write_report(results: dict[str, Any], images: dict[str, dict[str, np.ndarray
 def load_results(run: str | Path) -> dict[str, Any]:
     """``results.json`` of a run folder (or the file itself); :class:`UserError` if it is missing or not ours."""
     path = Path(run)
+    if path.is_file() and path.suffix != ".json":
+        raise UserError(f"{run} is a file, not a run folder (a folder written by 'eval', or its results.json)")
     path = path / "results.json" if path.is_dir() else path
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise UserError(f"{run} has no readable results.json ({type(exc).__name__})") from exc
-    if data.get("format") != "t2i_unlearn.eval_results":
+    if not isinstance(data, dict) or data.get("format") != "t2i_unlearn.eval_results":
         raise UserError(f"{path} is not an evaluation results file")
+    missing = _missing_result_key(data)
+    if missing:
+        raise UserError(f"{path} is not a complete evaluation results file: {missing!r} is missing or malformed")
     return data
+
+
+def _missing_result_key(data: dict[str, Any]) -> str | None:
+    """The first key a report or comparison reads that ``data`` lacks (``judge.name`` for a nested one), or None."""
+    kinds = {"suite": str, "variants": list, "summary": dict, "judge": dict, "model_fingerprint": dict, "settings": dict}
+    for key, kind in kinds.items():
+        if not isinstance(data.get(key), kind):
+            return key
+    for outer, inner in (("judge", "name"), ("model_fingerprint", "sha256"), ("settings", "model")):
+        if inner not in data[outer]:
+            return f"{outer}.{inner}"
+    for variant in [*data["variants"], *data["summary"]]:
+        if not isinstance(variant, str) or not isinstance(data["summary"].get(variant), dict):
+            return f"summary.{variant}"
+    return None
 
 
 def compare_runs(runs: list[str | Path], out: str | Path, labels: list[str] | None = None, overwrite: bool = False) -> Path:

@@ -422,6 +422,8 @@ def build_world(out: str | Path, preset: str | ToyPreset = "full", seed: int = 0
     resumed, and anything else (another world, a folder that is not a world) is refused unless
     ``overwrite``, which replaces it.
     """
+    if not 0 <= seed < 2**32:  # numpy's streams take no negative seed; torch's take at most 64 bits (seed * 1_000_003 + ...)
+        raise UserError(f"seed must be between 0 and {2**32 - 1}, got {seed}")
     spec = preset if isinstance(preset, ToyPreset) else get_preset(preset)
     claim = claim_world(out, spec, seed, overwrite)
     if claim.status == DONE:

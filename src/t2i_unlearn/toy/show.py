@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from t2i_unlearn.utils.io import atomic_save_image, atomic_write_json, ensure_writable_dir
+from t2i_unlearn.errors import UserError
+from t2i_unlearn.utils.io import atomic_save_image, atomic_write_json, claim_output, make_manifest, manifest_recogniser
 
 
 def labelled_rows(rows: list[tuple[str, np.ndarray]], scale: int = 3, label_width: int = 150) -> np.ndarray:
@@ -30,17 +31,25 @@ def labelled_rows(rows: list[tuple[str, np.ndarray]], scale: int = 3, label_widt
     return np.asarray(canvas)
 
 
-def show_world(model: str, out: str | Path, seed: int = 0, per_row: int = 8, lora: list[str] | None = None) -> Path:
-    """Generate ``per_row`` samples per concept group with ``model``; write ``toy_samples.png`` and ``.json``.
+def show_world(model: str, out: str | Path, seed: int = 0, per_row: int = 8, lora: list[str] | None = None, overwrite: bool = False) -> Path:
+    """Generate ``per_row`` samples per concept group with ``model``; write ``toy_samples.png``, ``.json`` and ``manifest.json`` in ``out``.
 
     The JSON lists every prompt with the toy judge's verdict on its image. Returns the PNG path.
+    ``out`` follows the output rule of :func:`~t2i_unlearn.utils.io.claim_output`: a grid of the same
+    request is drawn again and replaced (the world may have been rebuilt), anything else non-empty is
+    refused unless ``overwrite``; the folder appears only when complete.
     """
+    if not 0 <= seed < 2**32:
+        raise UserError(f"seed must be between 0 and {2**32 - 1}, got {seed}")
+    request = {"model": model, "lora": [str(Path(p).expanduser().resolve()) for p in lora or []], "seed": seed, "per_row": per_row}
+    noun = "a toy sample grid"
+    claim = claim_output(out, noun, manifest_recogniser("toy_samples", request, noun, same="partial"), overwrite)  # before torch loads
+
     from t2i_unlearn.models import generate_images, load_pipeline, resolve_model
     from t2i_unlearn.toy import judges as judges_mod
     from t2i_unlearn.toy.quality import concept_prompts
     from t2i_unlearn.toy.render import concept_groups
 
-    out = ensure_writable_dir(out)
     pipeline_dir = Path(resolve_model(model))
     judge = judges_mod.load_judge(pipeline_dir.parent / "judges")
     pipe = load_pipeline(str(pipeline_dir), lora=lora)
@@ -54,6 +63,9 @@ def show_world(model: str, out: str | Path, seed: int = 0, per_row: int = 8, lor
         verdicts = judges_mod.labels_from_probs(judge, judges_mod.predict(judge, images))
         rows.append((label, images))
         records += [{"group": label, "prompt": p, "seed": s, "judged": v} for p, s, v in zip(prompts, seeds, verdicts, strict=True)]
-    path = atomic_save_image(out / "toy_samples.png", labelled_rows(rows))
-    atomic_write_json(out / "toy_samples.json", {"model": model, "lora": lora or [], "samples": records})
-    return path
+    with claim.staged() as tmp:
+        atomic_save_image(tmp / "toy_samples.png", labelled_rows(rows))
+        atomic_write_json(tmp / "toy_samples.json", {"model": model, "lora": lora or [], "samples": records})
+        manifest = make_manifest("t2i-unlearn toy show", {"seed": seed, "per_row": per_row}, artifact="toy_samples", request=request)
+        atomic_write_json(tmp / "manifest.json", manifest)
+    return claim.path / "toy_samples.png"

@@ -404,6 +404,38 @@ def manifest_recogniser(artifact: str, request: Any, noun: str, same: str = DONE
     return recognise
 
 
+def marker_recogniser(noun: str, markers: tuple[str, ...]) -> Recogniser:
+    """A first look at ``--out`` for commands whose own recogniser needs torch: the cheap refusals, before it loads.
+
+    A folder holding any of ``markers`` (a finished result's ``manifest.json``, a stopped run's records)
+    may be ``noun`` and passes as ``partial``: the command's own claim decides later. Anything else is
+    not ``noun``.
+    """
+
+    def recognise(path: Path) -> tuple[str, str]:
+        if any((path / m).exists() for m in markers):
+            return PARTIAL, ""
+        return OTHER, f"is not {noun}"
+
+    return recognise
+
+
+def check_folder_location(path: str | Path, what: str) -> Path:
+    """``path`` (expanded) if it is a folder that can be written, or can be made as one; :class:`UserError` naming ``what`` otherwise.
+
+    Creates nothing: commands check their folders before a dry run or before torch loads.
+    """
+    path = Path(path).expanduser()
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UserError(f"{what} {path} is not a folder ({probe} is a file)")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"{what} {path} is not writable ({probe} is read-only)")
+    return path
+
+
 def claim_output(
     path: str | Path,
     noun: str,
@@ -411,6 +443,7 @@ def claim_output(
     overwrite: bool = False,
     kind: str = "folder",
     suffixes: tuple[str, ...] = (),
+    flag: str = "--overwrite",
 ) -> OutputClaim:
     """Decide what a command may do at its output location ``path``; raise :class:`UserError` (one line) if nothing.
 
@@ -425,8 +458,10 @@ def claim_output(
       result is complete (:meth:`OutputClaim.staged`), or cleared first for work done in place.
 
     ``noun`` names the artifact in messages ("an attack set"); ``kind`` is ``folder`` or ``file``
-    (``suffixes``: the file endings allowed). Also checks that the parent folder is writable and
-    removes the temporary leftovers of killed runs beside ``path``; nothing else is touched.
+    (``suffixes``: the file endings allowed; a folder is never replaced by a file, even with
+    ``overwrite``); ``flag`` is the command's name for ``overwrite`` in messages. Also checks that
+    the parent folder is writable and removes the temporary leftovers of killed runs beside ``path``;
+    nothing else is touched.
     """
     path = Path(path).expanduser()
     if kind == "file" and suffixes and path.suffix.lower() not in suffixes:
@@ -443,6 +478,8 @@ def claim_output(
     _sweep_stale_temps(path)
     if not path.exists() and not path.is_symlink():
         return OutputClaim(path, "new", False)
+    if kind == "file" and path.is_dir():
+        raise UserError(f"{path} is a folder, not a file; use another file name")
     if path.is_dir() and not any(path.iterdir()):
         return OutputClaim(path, "new", True)
     if overwrite:
@@ -455,11 +492,8 @@ def claim_output(
             if status in (DONE, PARTIAL):
                 return OutputClaim(path, status, True)
     else:
-        if path.is_dir():
-            why = "is a folder, not a file"
-        else:
-            status, why = recognise(path) if recognise is not None else (OTHER, "already exists")
-            if status == DONE:
-                return OutputClaim(path, status, True)
+        status, why = recognise(path) if recognise is not None else (OTHER, "already exists")
+        if status == DONE:
+            return OutputClaim(path, status, True)
     place = "an empty folder" if kind == "folder" else "another file name"
-    raise UserError(f"{path} {why}; use {place} or --overwrite")
+    raise UserError(f"{path} {why}; use {place} or {flag}")

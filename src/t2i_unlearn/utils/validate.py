@@ -6,7 +6,7 @@ line within a fraction of a second.
 
 How a model argument is read (:func:`check_model_arg`):
 
-1. ``toy`` / ``toy:PRESET`` name a toy world;
+1. ``toy`` / ``toy:PRESET`` name a toy world, which must be built (or shipped) already;
 2. an existing path is a local folder (its content is checked when it is loaded);
 3. a string that looks like a path (starts with ``.``, ``/`` or ``~``, ends with ``/``, holds a
    backslash or more than one ``/``) but does not exist is a missing path;
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from t2i_unlearn.errors import UserError
@@ -27,6 +28,11 @@ from t2i_unlearn.errors import UserError
 # (huggingface_hub's rule), without '--' or '..'; the whole id at most 96 characters.
 _HUB_PART = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?")
 _TRUE = {"1", "on", "yes", "true"}
+# The torch device strings the commands accept: a type torch knows without plug-ins, optionally with an index.
+_DEVICE = re.compile(r"(cpu|cuda|mps|xpu|hpu)(:\d+)?")
+# diffusers loads any top-level .safetensors file of a LoRA folder except these (its _best_guess_weight_name).
+_NOT_LORA = ("scheduler", "optimizer", "checkpoint")
+_ADAPTERS = "a LoRA folder or .safetensors file, or the --out folder of 'train' (LoRA, ESD weight delta, SLD settings)"
 
 
 def is_hub_id(text: str) -> bool:
@@ -60,13 +66,20 @@ def _looks_like_path(text: str) -> bool:
 def check_model_arg(model: str, flag: str = "--model") -> str:
     """Check a model argument without loading or downloading anything; returns it unchanged.
 
-    Raises :class:`UserError` (one line) for an empty value, a missing path, a string that is neither
+    Raises :class:`UserError` (one line) for an empty value, an unknown toy preset or a toy world that
+    is not built (the message says how to build it), a missing path, a string that is neither
     a path nor a hub id, an ``owner/name`` whose ``owner/`` is a local folder (a mistyped path), or a
     hub id that is not cached while ``HF_HUB_OFFLINE=1``. The rule is in this module's docstring.
     """
     if not model or not model.strip():
         raise UserError(f"{flag} is empty")
     if model == "toy" or model.startswith("toy:"):
+        from t2i_unlearn.toy.world import find_world
+
+        try:
+            find_world(model.split(":", 1)[1] if ":" in model else "full")  # the preset, then the world on disk
+        except UserError as exc:
+            raise UserError(f"{flag} {model}: {exc}") from None
         return model
     path = Path(model).expanduser()
     if path.exists():
@@ -90,6 +103,81 @@ def check_paths_exist(paths: list[str] | None, what: str) -> None:
     for p in paths or []:
         if not Path(p).expanduser().exists():
             raise UserError(f"{what} {p} does not exist")
+
+
+def check_not_empty(value: str | None, flag: str) -> None:
+    """:class:`UserError` ``FLAG is empty`` if ``value`` (when given) is empty or blank: a path or name option left unset (``--out "$DIR"``)."""
+    if value is not None and not value.strip():
+        raise UserError(f"{flag} is empty")
+
+
+def nonempty_path(flag: str) -> Callable[[str | Path], Path]:
+    """A Typer ``parser`` for a path option: the :class:`~pathlib.Path`, or :class:`UserError` ``FLAG is empty``.
+
+    Typer turns ``""`` into ``Path(".")``, the current folder, before the command sees it; an empty
+    value is a slip (an unset shell variable), never a request for the current folder.
+    """
+
+    def path(value: str | Path) -> Path:
+        if isinstance(value, str):
+            check_not_empty(value, flag)
+        return Path(value)
+
+    return path
+
+
+def check_file(path: str | Path, what: str, suggest: str | None = None) -> None:
+    """:class:`UserError` unless ``path`` is a file: empty, missing, or a folder (``what``: the flag or noun).
+
+    ``suggest``: a file name to propose when ``path`` is a folder holding it (``attack_set.json``).
+    """
+    check_not_empty(str(path), what)
+    p = Path(path).expanduser()
+    if p.is_dir():
+        hint = f"; pass {p / suggest}" if suggest and (p / suggest).is_file() else ""
+        raise UserError(f"{what} {path} is a folder, not a file{hint}")
+    if not p.is_file():
+        raise UserError(f"{what} {path} does not exist")
+
+
+def check_device(device: str | None, flag: str = "--device") -> None:
+    """:class:`UserError` if ``device`` (when given) is not a torch device string: cpu, cuda, cuda:N, mps, xpu[:N], hpu[:N].
+
+    Only the syntax: whether the machine has that device is checked where torch is loaded anyway
+    (:func:`t2i_unlearn.models.load_pipeline`).
+    """
+    if device is None:
+        return
+    check_not_empty(device, flag)
+    if not _DEVICE.fullmatch(device):
+        raise UserError(f"{flag} {device!r} is not a device; use cpu, cuda, cuda:N, mps or xpu")
+
+
+def check_adapters(paths: Sequence[str | Path] | None, flag: str = "--lora") -> None:
+    """:class:`UserError` for the first of ``paths`` that the pipeline loader cannot apply, without reading it.
+
+    Accepted: a ``.safetensors`` file; a folder holding one at its top level (what diffusers loads as a
+    LoRA); a folder or file of a registered non-LoRA kind (:mod:`t2i_unlearn.artifacts`: ESD weight
+    deltas, SLD settings).
+    """
+    from t2i_unlearn.artifacts import artifact_kinds
+
+    markers = [kind.marker for kind in artifact_kinds()]
+    for p in paths or []:
+        check_not_empty(str(p), flag)
+        path = Path(p).expanduser()
+        if not path.exists():
+            raise UserError(f"LoRA {p} does not exist")
+        if path.is_file():
+            if path.suffix != ".safetensors" and path.name not in markers:
+                raise UserError(f"{flag} {p} is not a .safetensors file; expected {_ADAPTERS}")
+            continue
+        weights = [f for f in path.glob("*.safetensors") if not any(word in f.name for word in _NOT_LORA)]
+        if weights or any((path / m).is_file() for m in markers):
+            continue
+        subs = sorted(d.name for d in path.iterdir() if d.is_dir() and any(d.glob("*.safetensors")))
+        hint = f" (its subfolders {', '.join(subs)} do: pass each with {flag})" if subs else ""
+        raise UserError(f"{flag} {p} holds no .safetensors file{hint}; expected {_ADAPTERS}")
 
 
 def check_at_least(value: float | None, minimum: float, name: str) -> None:
