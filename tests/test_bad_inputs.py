@@ -79,6 +79,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "bench_method.yaml").write_text(bench.replace("[{name: base}]", "[{name: base}, {name: forget}]"))
     (root / "bench_attack.yaml").write_text(bench + "attacks: [{name: hammer}]\n")
     (root / "bench_yaml.yaml").write_text("name: [unclosed\n")
+    (root / "bench_device.yaml").write_text(bench + "device: gpu\n")
     (root / "bench_inf.yaml").write_text(bench.replace("[{name: base}]", "[{name: base}, {name: duo, settings: {max_steps: .inf}}]"))
     (root / "bench_typo.yaml").write_text(bench.replace("[{name: base}]", "[{name: base}, {name: duo, config: toy, settings: {max_stepz: 1}}]"))
     (root / "bench_attack_setting.yaml").write_text(bench + "attacks: [{name: ring_a_bell, settings: {population: abc}}]\n")
@@ -122,9 +123,10 @@ CASES = [
     ("toy-build-unknown-preset", ["toy", "build", "--preset", "huge", "--out", "w"], "unknown toy preset 'huge'"),
     ("toy-build-seed-negative", ["toy", "build", "--preset", "quick", "--seed", "-1", "--out", "new_world"], "--seed must be between 0 and 4294967295, got -1"),
     ("toy-show-unknown-preset", ["toy", "show", "--preset", "quik", "--out", "new_show"], "unknown toy preset 'quik'"),
-    ("toy-show-into-own-folder", ["toy", "show", "--preset", "quick", "--out", "mine"], "is not a toy sample grid; use an empty folder or --overwrite"),
-    ("toy-show-into-file", ["toy", "show", "--preset", "quick", "--out", "a_file.txt"], "is a file, not a folder; use an empty folder or --overwrite"),
-    ("toy-show-seed-negative", ["toy", "show", "--preset", "quick", "--seed", "-1", "--out", "new_show"], "seed must be between 0 and 4294967295, got -1"),
+    ("toy-show-not-built", ["toy", "show", "--preset", "quick", "--out", "new_show"], "no toy world for preset 'quick'"),
+    ("toy-show-into-own-folder", ["toy", "show", "--preset", "full", "--out", "mine"], "is not a toy sample grid; use an empty folder or --overwrite"),
+    ("toy-show-into-file", ["toy", "show", "--preset", "full", "--out", "a_file.txt"], "is a file, not a folder; use an empty folder or --overwrite"),
+    ("toy-show-seed-negative", ["toy", "show", "--preset", "full", "--seed", "-1", "--out", "new_show"], "seed must be between 0 and 4294967295, got -1"),
     (
         "attack-over-other-set",
         [*ATTACK, "--out", "attack_set", "--iterations", "2"],
@@ -227,7 +229,7 @@ CASES = [
         "sld_guidance_scale must be >= 0",
     ),
     ("sld-mom-beta-5", ["train", "sld", *M, "--concept", "concept.yaml", "--out", "new_sld", "--sld-mom-beta", "5"], "sld_mom_beta must be in [0, 1)"),
-    ("sld-threshold-2", ["train", "sld", *M, "--concept", "concept.yaml", "--out", "new_sld", "--sld-threshold", "2"], "sld_threshold must be between 0 and 1"),
+    ("sld-threshold-nan", ["train", "sld", *M, "--concept", "concept.yaml", "--out", "new_sld", "--sld-threshold", "nan"], "must be a finite number"),
     ("uce-lamb-negative", ["train", "uce", *M, "--concept", "concept.yaml", "--out", "new_uce", "--lamb", "-1"], "must be >= 0"),
     ("sld-preset", ["train", "sld", *M, "--concept", "concept.yaml", "--out", "new_sld", "--preset", "huge"], "preset must be one of"),
     ("train-unknown-method", ["train", "forget", *M], "unknown method 'forget'"),
@@ -255,6 +257,7 @@ CASES = [
     ("pairs-device-gpu", [*PAIRS, "--out", "new_pairs", "--device", "gpu"], "--device 'gpu' is not a device"),
     ("duo-device-gpu", [*DUO, "--device", "gpu"], "--device 'gpu' is not a device"),
     ("bench-device-gpu", ["bench", "--suite", "bench.yaml", "--out", "new_bench", "--device", "gpu", "--dry-run"], "--device 'gpu' is not a device"),
+    ("bench-suite-device-gpu", ["bench", "--suite", "bench_device.yaml", "--out", "new_bench", "--dry-run"], "bench_device.yaml: device 'gpu' is not a device"),
     ("generate-lora-empty-folder", [*GEN, "--out", "new.png", "--lora", "mine"], "--lora mine holds no .safetensors file; expected a LoRA folder"),
     ("generate-lora-text-file", [*GEN, "--out", "new.png", "--lora", "a_file.txt"], "--lora a_file.txt is not a .safetensors file"),
     ("eval-lora-empty-folder", [*EVAL, "--out", "new_run", "--lora", "mine"], "--lora mine holds no .safetensors file"),
@@ -357,8 +360,8 @@ def test_device_strings_and_adapter_kinds_are_checked_without_torch(tmp_path: Pa
     from t2i_unlearn.errors import UserError
     from t2i_unlearn.utils.validate import check_adapters, check_device
 
-    for ok in ("cpu", "cuda", "cuda:1", "mps", "xpu:0", None):
-        check_device(ok)
+    for ok in ("cpu", "cuda", "cuda:1", "mps", "xpu:0", "npu:0", None, Path("cpu")):
+        check_device(ok)  # a non-string (a torch.device from a Python caller) reads as its string
     for bad in ("gpu", "CUDA", "cuda:", "cuda:x", "cuda 0", "", " "):
         with pytest.raises(UserError, match="--device"):
             check_device(bad)
@@ -367,6 +370,8 @@ def test_device_strings_and_adapter_kinds_are_checked_without_torch(tmp_path: Pa
         (tmp_path / folder).mkdir()
         (tmp_path / folder / name).write_bytes(b"x")
     (tmp_path / "file.safetensors").write_bytes(b"x")
+    (tmp_path / "upper.SAFETENSORS").write_bytes(b"x")
+    check_adapters([str(tmp_path / "upper.SAFETENSORS")])
     check_adapters([str(tmp_path / k) for k in kinds] + [str(tmp_path / "file.safetensors"), str(tmp_path / "sld" / "sld_config.json")])
     (tmp_path / "composite" / "blood").mkdir(parents=True)
     (tmp_path / "composite" / "blood" / "pytorch_lora_weights.safetensors").write_bytes(b"x")
@@ -375,7 +380,7 @@ def test_device_strings_and_adapter_kinds_are_checked_without_torch(tmp_path: Pa
     (tmp_path / "lora.bin").write_bytes(b"x")
     for bad, message in [
         ("composite", "holds no .safetensors file (its subfolders blood do: pass each with --lora)"),
-        ("run", "holds no .safetensors file"),
+        ("run", "holds only optimizer.safetensors, not LoRA weights (names with scheduler, optimizer, checkpoint are skipped)"),
         ("lora.bin", "is not a .safetensors file"),
         ("missing", "does not exist"),
     ]:

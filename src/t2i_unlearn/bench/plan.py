@@ -158,13 +158,15 @@ def make_plan(
     from t2i_unlearn.evaluation.prompts import load_prompt_set
     from t2i_unlearn.evaluation.suites import load_suite, prompt_file_path
     from t2i_unlearn.methods import METHODS
-    from t2i_unlearn.utils.validate import check_model_arg
+    from t2i_unlearn.utils.validate import check_device, check_model_arg
 
     spec = load_bench_suite(suite)
     model = model or spec.model
     if not model:
         raise UserError(f"bench suite {spec.name} names no model: pass --model")
     check_model_arg(model)
+    if device is None:
+        check_device(spec.device, f"bench suite {suite}: device")
     concept = load_concept(spec.path(spec.concept))
     eval_suite = load_suite(spec.path(spec.eval.suite))
     sets = ", ".join(eval_suite.prompt_sets)

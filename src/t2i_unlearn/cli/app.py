@@ -36,15 +36,16 @@ class TrainGroup(TyperGroup):
         return super().resolve_command(ctx, args)
 
 
-_display_type = TyperOption.display_type_rich
+_display_type = getattr(TyperOption, "display_type_rich", None)  # typer >= 0.28; older releases print no type
 
 
 def _no_type_for_flags(self: TyperOption, ctx: Any) -> str | None:
     # typer's rich help prints a type after every option, so a plain flag read "--overwrite <bool>", as if it took a value
-    return None if self.is_flag and not self.count else _display_type(self, ctx)
+    return None if self.is_flag and not self.count else _display_type(self, ctx)  # type: ignore[misc]
 
 
-TyperOption.display_type_rich = _no_type_for_flags  # type: ignore[method-assign]
+if _display_type is not None:
+    TyperOption.display_type_rich = _no_type_for_flags  # type: ignore[method-assign]
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Remove unsafe concepts from text-to-image diffusion models, attack and evaluate them.")
 train_app = typer.Typer(cls=TrainGroup, no_args_is_help=True, help="Train an unlearning adapter.")

@@ -128,7 +128,7 @@ def train_duo_cmd(
 
 def export_cmd(
     model: Annotated[str, typer.Option(help="Base model: toy, a pipeline directory or a hub id.")],
-    lora: Annotated[list[str], typer.Option(help="LoRA directory or file (repeat to combine).")],
+    lora: Annotated[list[str], typer.Option(help="LoRA folder or .safetensors file, or a train --out folder (repeat to combine).")],
     out: Annotated[Path, typer.Option(parser=nonempty_path("--out"), help="Output folder: pipeline/ and model.safetensors (SD 1.x, SDXL, SD3).")],
     lora_weight: Annotated[list[float] | None, typer.Option(help="Weight per LoRA (default 1).")] = None,
     single_file: Annotated[bool, typer.Option("--single-file/--no-single-file", help="Also write a single-file checkpoint for A1111/ComfyUI.")] = True,

@@ -24,7 +24,7 @@ def eval_cmd(
     model: Annotated[str, typer.Option(help="toy, toy:quick, a pipeline directory or a hub id (the base model).")],
     suite: Annotated[str, typer.Option(help="Suite preset (toy_striped, toy_defaced, nudity, violence) or YAML file.")],
     out: Annotated[Path, typer.Option(parser=nonempty_path("--out"), help="Run folder: results.json, report.html, report.md, PNGs.")],
-    lora: Annotated[list[str] | None, typer.Option(help="LoRA directory or file (repeat to combine); without one the model itself is evaluated.")] = None,
+    lora: Annotated[list[str] | None, typer.Option(help="LoRA folder or .safetensors file (repeat); without one the model itself is evaluated.")] = None,
     lora_weight: Annotated[list[float] | None, typer.Option(help="Weight per LoRA (default 1).")] = None,
     prompt_file: Annotated[list[str] | None, typer.Option(help="SET=PATH: the file of a prompt set (required for sets with file: null).")] = None,
     attack: Annotated[list[str] | None, typer.Option(help="Attack-set JSON (repeat): DSR under each attack.")] = None,

@@ -20,7 +20,7 @@ def generate(
     prompt: Annotated[list[str], typer.Option("--prompt", "-p", help="Prompt (repeat for several).")],
     out: Annotated[Path, typer.Option(parser=nonempty_path("--out"), help="Output image (.png/.jpg/.webp); several images are tiled into a grid.")],
     model: Annotated[str, typer.Option(help="toy, toy:quick, a pipeline directory or a hub id.")] = "toy",
-    lora: Annotated[list[str] | None, typer.Option(help="LoRA directory or file (repeat to combine).")] = None,
+    lora: Annotated[list[str] | None, typer.Option(help="LoRA folder or .safetensors file, or a train --out folder (repeat to combine).")] = None,
     lora_weight: Annotated[list[float] | None, typer.Option(help="Weight per LoRA (default 1).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the first image; image i uses seed + i.")] = 0,
     num_images: Annotated[int, typer.Option("--num-images", "-n", help="Images per prompt.")] = 1,

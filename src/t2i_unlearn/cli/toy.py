@@ -63,8 +63,8 @@ def toy_show(
 ) -> None:
     """Draw a grid of samples per concept group of the toy world, judged by its judges."""
     from t2i_unlearn.toy.show import show_world
-    from t2i_unlearn.toy.world import get_preset
+    from t2i_unlearn.utils.validate import check_model_arg
 
-    get_preset(preset)  # a mistyped preset is one line, before torch loads
+    check_model_arg(f"toy:{preset}", "--preset")  # a mistyped preset or a world not built: one line, before torch loads
     path = show_world(f"toy:{preset}", out, seed=seed, overwrite=overwrite)
     typer.echo(f"wrote {path}")

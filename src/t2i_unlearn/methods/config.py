@@ -28,6 +28,8 @@ def as_number(value: Any, integer: bool, setting: str) -> int | float:
             raise ValueError
         if integer and isinstance(value, int):
             return value
+        if integer and isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+            return int(value)  # exactly, not through a float: a 20-digit seed keeps every digit
         number = float(value)
     except (ValueError, OverflowError):
         raise UserError(f"{setting} must be {'an integer' if integer else 'a number'}, got {value!r}") from None

@@ -54,12 +54,12 @@ class SLDConfig:
             raise UserError(f"SLD config: preset must be one of {', '.join(PRESETS)}")
         if self.safety_concept is not None and not self.safety_concept.strip():
             raise UserError("SLD config: safety_concept must not be empty")
-        # the ranges SLD's terms make sense in (diffusers' StableDiffusionPipelineSafe): a scale and a threshold on
-        # |eps_p - eps_S| (the presets span 0 .. 1), a momentum kept from step to step (beta 1 would never update it)
+        # the ranges SLD's terms make sense in (diffusers' StableDiffusionPipelineSafe): a guidance scale, warm-up and
+        # momentum scale that are not negative, a momentum kept from step to step (beta 1 would never update it); the
+        # threshold is compared with the signed difference eps_p - eps_S, so any finite value is meaningful
         checks = [
             (self.sld_guidance_scale is None or self.sld_guidance_scale >= 0, "sld_guidance_scale must be >= 0"),
             (self.sld_warmup_steps is None or self.sld_warmup_steps >= 0, "sld_warmup_steps must be >= 0"),
-            (self.sld_threshold is None or 0 <= self.sld_threshold <= 1, "sld_threshold must be between 0 and 1"),
             (self.sld_momentum_scale is None or self.sld_momentum_scale >= 0, "sld_momentum_scale must be >= 0"),
             (self.sld_mom_beta is None or 0 <= self.sld_mom_beta < 1, "sld_mom_beta must be in [0, 1)"),
         ]

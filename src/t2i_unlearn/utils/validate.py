@@ -29,7 +29,7 @@ from t2i_unlearn.errors import UserError
 _HUB_PART = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?")
 _TRUE = {"1", "on", "yes", "true"}
 # The torch device strings the commands accept: a type torch knows without plug-ins, optionally with an index.
-_DEVICE = re.compile(r"(cpu|cuda|mps|xpu|hpu)(:\d+)?")
+_DEVICE = re.compile(r"(cpu|cuda|mps|xpu|hpu|npu|musa)(:\d+)?")
 # diffusers loads any top-level .safetensors file of a LoRA folder except these (its _best_guess_weight_name).
 _NOT_LORA = ("scheduler", "optimizer", "checkpoint")
 _ADAPTERS = "a LoRA folder or .safetensors file, or the --out folder of 'train' (LoRA, ESD weight delta, SLD settings)"
@@ -140,7 +140,7 @@ def check_file(path: str | Path, what: str, suggest: str | None = None) -> None:
         raise UserError(f"{what} {path} does not exist")
 
 
-def check_device(device: str | None, flag: str = "--device") -> None:
+def check_device(device: object, flag: str = "--device") -> None:
     """:class:`UserError` if ``device`` (when given) is not a torch device string: cpu, cuda, cuda:N, mps, xpu[:N], hpu[:N].
 
     Only the syntax: whether the machine has that device is checked where torch is loaded anyway
@@ -148,6 +148,7 @@ def check_device(device: str | None, flag: str = "--device") -> None:
     """
     if device is None:
         return
+    device = str(device)  # a torch.device from a Python caller reads as its string
     check_not_empty(device, flag)
     if not _DEVICE.fullmatch(device):
         raise UserError(f"{flag} {device!r} is not a device; use cpu, cuda, cuda:N, mps or xpu")
@@ -169,12 +170,15 @@ def check_adapters(paths: Sequence[str | Path] | None, flag: str = "--lora") -> 
         if not path.exists():
             raise UserError(f"LoRA {p} does not exist")
         if path.is_file():
-            if path.suffix != ".safetensors" and path.name not in markers:
-                raise UserError(f"{flag} {p} is not a .safetensors file; expected {_ADAPTERS}")
+            if path.suffix.lower() != ".safetensors" and path.name not in markers:
+                raise UserError(f"{flag} {p} is not a .safetensors file (weights are read from safetensors only); expected {_ADAPTERS}")
             continue
-        weights = [f for f in path.glob("*.safetensors") if not any(word in f.name for word in _NOT_LORA)]
-        if weights or any((path / m).is_file() for m in markers):
+        found = [f for f in path.iterdir() if f.is_file() and f.suffix.lower() == ".safetensors"]
+        if any(not any(word in f.name for word in _NOT_LORA) for f in found) or any((path / m).is_file() for m in markers):
             continue
+        if found:  # only files diffusers skips when it looks for a LoRA's weights
+            names = ", ".join(sorted(f.name for f in found))
+            raise UserError(f"{flag} {p} holds only {names}, not LoRA weights (names with {', '.join(_NOT_LORA)} are skipped)")
         subs = sorted(d.name for d in path.iterdir() if d.is_dir() and any(d.glob("*.safetensors")))
         hint = f" (its subfolders {', '.join(subs)} do: pass each with {flag})" if subs else ""
         raise UserError(f"{flag} {p} holds no .safetensors file{hint}; expected {_ADAPTERS}")
