@@ -420,15 +420,20 @@ def marker_recogniser(noun: str, markers: tuple[str, ...]) -> Recogniser:
     return recognise
 
 
+def _existing_ancestor(path: Path) -> Path:
+    """``path`` itself if it exists, else its nearest existing parent: where writing it would start."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
 def check_folder_location(path: str | Path, what: str) -> Path:
     """``path`` (expanded) if it is a folder that can be written, or can be made as one; :class:`UserError` naming ``what`` otherwise.
 
     Creates nothing: commands check their folders before a dry run or before torch loads.
     """
     path = Path(path).expanduser()
-    probe = path
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
+    probe = _existing_ancestor(path)
     if not probe.is_dir():
         raise UserError(f"{what} {path} is not a folder ({probe} is a file)")
     if not os.access(probe, os.W_OK | os.X_OK):
@@ -467,10 +472,7 @@ def claim_output(
     if kind == "file" and suffixes and path.suffix.lower() not in suffixes:
         endings = f"{', '.join(suffixes[:-1])} or {suffixes[-1]}" if len(suffixes) > 1 else suffixes[0]
         raise UserError(f"output file {path} must end in {endings}")
-    parent = path.parent if str(path.parent) else Path(".")
-    probe = parent
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
+    probe = _existing_ancestor(path.parent if str(path.parent) else Path("."))
     if probe.exists() and not probe.is_dir():
         raise UserError(f"output location {path} is not writable ({probe} is a file, not a folder)")
     if not os.access(probe, os.W_OK | os.X_OK):
