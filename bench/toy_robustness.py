@@ -11,6 +11,15 @@ is an attack folder under ``--out/<target>/<attack>``, reused when it is complet
 continues. For each cell the table gives the attack success rate judged over all images at the search's
 seeds, over the distinct images among them, and at fresh seeds (``measure_success`` in attacks/base.py).
 Writes ``--out/results.json`` and ``--out/results.md``.
+
+``--sources N`` replaces the four written source prompts of Ring-A-Bell, UnlearnDiffAtk and P4D by N
+prompts nobody wrote: plain subjects in held-out phrasings (``toy.quality.heldout_prompts``, the same N
+prompts for every target). With four sources one prompt moves a cell by 25 points; with N the table also
+gives how many sources the attack broke (any image flagged) and a 95% interval on the success rate from a
+bootstrap over source prompts (images of one prompt are not independent draws).
+
+    python bench/toy_robustness.py --world toy --out runs/robustness_wide --sources 16 --only unlearndiff \
+        --only p4d --target "DUO toy=runs/duo/lora_toy"
 """
 
 from __future__ import annotations
@@ -56,7 +65,10 @@ def main() -> None:
     parser.add_argument("--only", action="append", default=[], help="run only these cells (attack names as in the table)")
     parser.add_argument("--images-per-prompt", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sources", type=int, default=0, help="N held-out source prompts instead of the four written ones (0: the written ones)")
     args = parser.parse_args()
+    if args.sources < 0:
+        parser.error("--sources must be >= 0")
 
     from t2i_unlearn.attacks import AttackBudget, run_attack
 
@@ -67,6 +79,11 @@ def main() -> None:
     results_path = args.out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     plan = cells(args.scale)
+    if args.sources:
+        from t2i_unlearn.toy.quality import heldout_prompts
+
+        held_out = heldout_prompts(args.sources, 0, texture="plain", mark="none")[0]
+        plan = {cell: (a, it, st, None if src is None else held_out) for cell, (a, it, st, src) in plan.items()}
     for target, loras in targets.items():
         for cell, (attack, iterations, settings, sources) in plan.items():
             if args.only and cell not in args.only:
@@ -90,6 +107,9 @@ def main() -> None:
                 )
                 print(f"{target} / {cell}: {time.perf_counter() - t0:.0f} s", flush=True)
             manifest = json.loads(manifest_path.read_text())
+            if sources is not None and manifest.get("source_prompts") not in (None, sources):
+                print(f"error: {folder} was searched from other source prompts; use another --out for --sources {args.sources}", file=sys.stderr)
+                sys.exit(2)
             s = manifest["success"]
             # another run may share --out: start from what it wrote
             results = json.loads(results_path.read_text()) if results_path.exists() else results
@@ -106,6 +126,7 @@ def main() -> None:
                 "search_s": round(float(manifest["budget_used"].get("time_s", 0.0)), 1),
                 "lora": loras,
                 "folder": str(folder),
+                **(_by_source(folder / "attack_set.json", args.seed) if sources is not None else {}),
             }
             args.out.mkdir(parents=True, exist_ok=True)
             tmp = results_path.with_suffix(f".tmp{os.getpid()}")
@@ -124,12 +145,42 @@ def main() -> None:
                 cells_md.append("—")
                 continue
             fresh = f"{r['asr_fresh_seeds_distinct']:.0%} ({r['distinct_images_fresh_seeds']})"
-            cells_md.append(f"{r['asr']:.0%} ({r['images']}) / {r['asr_distinct']:.0%} ({r['distinct_images']}) / {fresh}")
+            cell_md = f"{r['asr']:.0%} ({r['images']}) / {r['asr_distinct']:.0%} ({r['distinct_images']}) / {fresh}"
+            if args.sources and "sources_broken" in r:
+                lo, hi = r["asr_interval"]
+                cell_md += f"; sources broken {r['sources_broken']}/{r['sources']}, {lo:.0%}-{hi:.0%}"
+            cells_md.append(cell_md)
         lines.append(f"| {target} | " + " | ".join(cells_md) + " |")
     lines.append("")
     lines.append("Each cell: ASR over all images (count) / over distinct images (count) / over distinct images at fresh seeds (count).")
+    if args.sources:
+        lines.append(
+            "Sources broken: source prompts with at least one image flagged at the search's seeds; "
+            "then a 95% bootstrap interval (over source prompts) on the ASR at the search's seeds."
+        )
     (args.out / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def _by_source(attack_set: Path, seed: int, resamples: int = 2000) -> dict:
+    """Per source prompt: how many the attack broke, and a bootstrap interval over sources on the ASR.
+
+    Empty when the set does not hold one prompt per distinct source.
+    """
+    import numpy as np
+
+    items = json.loads(attack_set.read_text()).get("prompts", [])
+    rates = [(item["source_prompt"], item["success_rate"]) for item in items if "source_prompt" in item and "success_rate" in item]
+    if not rates or len({src for src, _ in rates}) != len(rates):
+        return {}
+    r = np.array([rate for _, rate in rates])
+    rng = np.random.default_rng(seed)
+    boot = r[rng.integers(0, len(r), (resamples, len(r)))].mean(axis=1)
+    return {
+        "sources": len(r),
+        "sources_broken": int((r > 0).sum()),
+        "asr_interval": [float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))],
+    }
 
 
 if __name__ == "__main__":

@@ -6,6 +6,12 @@ One row per attack folder under ``--attacks`` (the cells ``bench/toy_robustness.
 prompts (or learned tokens) at two seeds each, drawn by the toy world with ``--lora`` (none: the base model).
 Under each image the judge's texture and mark, one letter each (S striped, D dotted, P plain; C circled,
 X crossed, B barred, - none), so a reader can check by eye what the attack success rate counts.
+
+Every image a cell's success rate counts (all its prompts at the search's seeds), only those the judge calls
+striped, wrapped 16 to a row:
+
+    python scripts/attack_sheet.py --lora runs/duo/lora_toy_mined --attacks runs/robustness_wide32/DUO_toy_mined \
+        --cells unlearndiff --prompts 0 --seeds 4 --show striped --columns 16 --out runs/sheets/uda_striped.png
 """
 
 from __future__ import annotations
@@ -26,7 +32,14 @@ def main() -> None:
     parser.add_argument("--lora", default=None, help="adapter folder of the attacked model (none: base)")
     parser.add_argument("--attacks", type=Path, required=True, help="folder holding one attack folder per attack")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--cells", nargs="+", choices=CELLS, default=list(CELLS), help="attack folders to show, one block each")
+    parser.add_argument("--prompts", type=int, default=6, help="first N prompts of each attack (0: all)")
+    parser.add_argument("--seeds", type=int, default=2, help="seeds per prompt, from the prompt's own (the search's seeds)")
+    parser.add_argument("--show", choices=["all", "striped", "not-striped"], default="all", help="keep the images the judge labels so")
+    parser.add_argument("--columns", type=int, default=12, help="images per row; a block wraps onto more rows")
     args = parser.parse_args()
+    if args.prompts < 0 or args.seeds < 1 or args.columns < 1:
+        parser.error("--prompts must be >= 0, --seeds and --columns >= 1")
 
     from PIL import Image, ImageDraw
     from safetensors.torch import load_file
@@ -37,7 +50,7 @@ def main() -> None:
     pipe = load_pipeline(args.world, lora=[args.lora] if args.lora else None)
     judge = judges.load_judge(Path(resolve_model(args.world)).parent / "judges")
     rows = []
-    for cell in CELLS:
+    for cell in args.cells:
         folder = args.attacks / cell
         if not (folder / "attack_set.json").exists():
             continue
@@ -48,15 +61,21 @@ def main() -> None:
                 if token not in pipe.tokenizer.get_vocab():
                     pipe.load_textual_inversion({token: vector}, token=token)
         prompts, seeds = [], []
-        for j, item in enumerate(items[:6]):
-            for r in range(2):
+        for j, item in enumerate(items[: args.prompts or None]):
+            for r in range(args.seeds):
                 prompts.append(item["prompt"])
                 seeds.append(int(item.get("seed", j)) + r)
         images = generate_images(pipe, prompts, seeds)
-        rows.append((cell, images, judges.labels_from_probs(judge, judges.predict(judge, images))))
+        labels = judges.labels_from_probs(judge, judges.predict(judge, images))
+        keep = [i for i, label in enumerate(labels) if args.show == "all" or (label["texture"] == "striped") == (args.show == "striped")]
+        shown = f"{cell}: {len(keep)} of {len(images)}" if args.show != "all" else cell
+        print(shown)
+        for start in range(0, max(len(keep), 1), args.columns):
+            chunk = keep[start : start + args.columns]
+            rows.append((shown if start == 0 else "", [images[i] for i in chunk], [labels[i] for i in chunk]))
 
     size = 96
-    canvas = Image.new("RGB", (130 + 12 * size, len(rows) * (size + 14)), "white")
+    canvas = Image.new("RGB", (130 + args.columns * size, max(len(rows), 1) * (size + 14)), "white")
     draw = ImageDraw.Draw(canvas)
     for r, (name, images, labels) in enumerate(rows):
         y = r * (size + 14)

@@ -357,3 +357,25 @@ def test_pair_content_bench_script(quick_world, tmp_path):
     for pairs, message in [*cases, (tmp_path / "null_prompt", "is not a pair folder's metadata")]:
         bad = subprocess.run([sys.executable, script, "--world", str(quick_world), "--pairs", pairs], capture_output=True, text=True)
         assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr, bad.stderr[-1000:]
+
+
+def test_robustness_bench_held_out_sources(quick_world, tmp_path):
+    """bench/toy_robustness.py --sources N searches from N held-out source prompts, reports how many the attack broke with
+    a bootstrap interval over sources, and refuses to reuse a cell searched from other sources."""
+    from t2i_unlearn.toy.quality import heldout_prompts
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "toy_robustness.py"
+    out = tmp_path / "wide"
+    base = [sys.executable, script, "--world", str(quick_world / "pipeline"), "--out", out, "--only", "ring_a_bell", "--target", "blocklist="]
+    done = subprocess.run([*base, "--sources", "3", "--images-per-prompt", "2"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    cell = json.loads((out / "results.json").read_text())["blocklist"]["ring_a_bell"]
+    searched = json.loads((out / "blocklist" / "ring_a_bell" / "attack_set.json").read_text())["prompts"]
+    assert [p["source_prompt"] for p in searched] == heldout_prompts(3, 0, texture="plain", mark="none")[0]
+    rates = [p["success_rate"] for p in searched]
+    assert cell["sources"] == 3 and cell["sources_broken"] == sum(r > 0 for r in rates)
+    lo, hi = cell["asr_interval"]
+    assert min(rates) <= lo <= cell["asr"] <= hi <= max(rates), (cell, rates)
+    assert f"sources broken {cell['sources_broken']}/3" in (out / "results.md").read_text()
+    again = subprocess.run([*base, "--sources", "2"], capture_output=True, text=True)
+    assert again.returncode == 2 and "was searched from other source prompts" in again.stderr, again.stderr[-1000:]

@@ -13,6 +13,7 @@ from typing import Any
 
 from t2i_unlearn.artifacts import register_artifact
 from t2i_unlearn.errors import UserError
+from t2i_unlearn.methods.darkminer_config import RUN_BOOKKEEPING
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ OUTPUTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "esd": ("an ESD result", ("manifest.json",)),
     "uce": ("a UCE result", ("manifest.json",)),
     "sld": ("an SLD result", ("manifest.json",)),
-    "darkminer": ("a Dark Miner run", ("manifest.json", "checkpoints", "logs.jsonl", "tensorboard", "darkminer_config.json", "mined", "pool")),
+    "darkminer": ("a Dark Miner run", ("manifest.json", *RUN_BOOKKEEPING)),
 }
 
 

@@ -72,8 +72,8 @@ def config_from_dict(cls: type, values: dict[str, Any], source: str) -> Any:
     return config
 
 
-def load_method_config(cls: type, method: str, path_or_preset: str | Path | None, overrides: dict[str, Any] | None = None) -> Any:
-    """``cls`` defaults, then a preset (``methods/presets/<method>_<name>.yaml``) or YAML file, then ``overrides`` (None values ignored)."""
+def read_config_values(method: str, path_or_preset: str | Path | None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The settings a preset (``methods/presets/<method>_<name>.yaml``) or YAML file holds, updated by ``overrides`` (None values ignored)."""
     import yaml
 
     values: dict[str, Any] = {}
@@ -93,4 +93,10 @@ def load_method_config(cls: type, method: str, path_or_preset: str | Path | None
             raise UserError(f"{method.upper()} config {path} must be a mapping")
         values = {k: v for k, v in loaded.items() if k not in ("concept", "notes")}
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return values
+
+
+def load_method_config(cls: type, method: str, path_or_preset: str | Path | None, overrides: dict[str, Any] | None = None) -> Any:
+    """``cls`` defaults, then a preset (``methods/presets/<method>_<name>.yaml``) or YAML file, then ``overrides`` (None values ignored)."""
+    values = read_config_values(method, path_or_preset, overrides)
     return config_from_dict(cls, values, str(path_or_preset or f"{method} settings"))

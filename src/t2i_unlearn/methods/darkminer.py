@@ -38,14 +38,12 @@ import torch
 import torch.nn.functional as F
 
 from t2i_unlearn.errors import UserError
-from t2i_unlearn.methods.darkminer_config import DarkMinerConfig, load_config
+from t2i_unlearn.methods.darkminer_config import MINED_DIR, POOL_DIR, RUN_BOOKKEEPING, DarkMinerConfig, load_config
 
 logger = logging.getLogger(__name__)
 
 STAGES = ("mine", "verify", "circumvent")
-MINED_DIR = "mined"
 ATTACK_DIR = "attack_set"
-POOL_DIR = "pool"
 DEFAULT_CLIP = "openai/clip-vit-large-patch14"
 # Fields that may change between a run and its resumption without changing the result.
 _RESUMABLE_CHANGES = {"keep_checkpoints", "report_to", "stop_after_stage", "rounds", "patience"}
@@ -576,7 +574,7 @@ def _recogniser(config: DarkMinerConfig, request: dict[str, Any]) -> Any:
     """What an existing, non-empty ``--out`` holds: this run (finished or stopped), or something else."""
     from t2i_unlearn.utils.io import DONE, OTHER, PARTIAL
 
-    bookkeeping = {"checkpoints", "logs.jsonl", "tensorboard", "darkminer_config.json", MINED_DIR, POOL_DIR}
+    bookkeeping = set(RUN_BOOKKEEPING)
     wanted = json.loads(json.dumps(request))
 
     def recognise(path: Path) -> tuple[str, str]:

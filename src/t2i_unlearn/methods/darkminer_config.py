@@ -17,6 +17,10 @@ from t2i_unlearn.errors import UserError
 from t2i_unlearn.methods.config import load_method_config
 
 INITS = ("prompt", "random")
+MINED_DIR = "mined"
+POOL_DIR = "pool"
+# What a Dark Miner --out holds besides its result (manifest, LoRA, attack set) while it runs or after it stopped.
+RUN_BOOKKEEPING = ("checkpoints", "logs.jsonl", "tensorboard", "darkminer_config.json", MINED_DIR, POOL_DIR)
 CROSS_ATTENTION_KV = ["attn2.to_k", "attn2.to_v"]
 
 

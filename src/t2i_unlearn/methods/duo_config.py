@@ -239,23 +239,7 @@ def config_from_dict(values: dict[str, Any], source: str = "config") -> DUOConfi
 
 def load_config(path_or_preset: str | Path | None, overrides: dict[str, Any] | None = None) -> DUOConfig:
     """Defaults, then a preset name (``nudity``, ``violence``, ``toy``) or YAML file, then ``overrides`` (None values ignored)."""
-    import yaml
+    from t2i_unlearn.methods.config import read_config_values
 
-    values: dict[str, Any] = {}
-    if path_or_preset is not None:
-        path = Path(str(path_or_preset)).expanduser()
-        if not path.exists():
-            preset = Path(__file__).parent / "presets" / f"duo_{path_or_preset}.yaml"
-            if not preset.exists():
-                names = sorted(p.stem[4:] for p in (Path(__file__).parent / "presets").glob("duo_*.yaml"))
-                raise UserError(f"no DUO config file or preset {path_or_preset!r}; presets: {', '.join(names)}")
-            path = preset
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            raise UserError(f"DUO config {path} is not readable YAML ({type(exc).__name__})") from exc
-        if not isinstance(loaded, dict):
-            raise UserError(f"DUO config {path} must be a mapping")
-        values = {k: v for k, v in loaded.items() if k not in ("concept", "notes")}
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    values = read_config_values("duo", path_or_preset, overrides)
     return config_from_dict(values, str(path_or_preset or "settings"))
