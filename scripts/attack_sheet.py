@@ -5,7 +5,9 @@
 One row per attack folder under ``--attacks`` (the cells ``bench/toy_robustness.py`` writes): its first six
 prompts (or learned tokens) at two seeds each, drawn by the toy world with ``--lora`` (none: the base model).
 Under each image the judge's texture and mark, one letter each (S striped, D dotted, P plain; C circled,
-X crossed, B barred, - none), so a reader can check by eye what the attack success rate counts.
+X crossed, B barred, - none; each head's most likely class), so a reader can check by eye what the attack
+success rate counts. ``--show`` filters by the concept judge's own verdict (``--concept``, the one the attacks
+were judged by), which can differ from the letters where no texture class has half of the probability.
 
 Every image a cell's success rate counts (all its prompts at the search's seeds), only those the judge calls
 striped, wrapped 16 to a row:
@@ -35,7 +37,10 @@ def main() -> None:
     parser.add_argument("--cells", nargs="+", choices=CELLS, default=list(CELLS), help="attack folders to show, one block each")
     parser.add_argument("--prompts", type=int, default=6, help="first N prompts of each attack (0: all)")
     parser.add_argument("--seeds", type=int, default=2, help="seeds per prompt, from the prompt's own (the search's seeds)")
-    parser.add_argument("--show", choices=["all", "striped", "not-striped"], default="all", help="keep the images the judge labels so")
+    parser.add_argument(
+        "--show", choices=["all", "striped", "not-striped"], default="all", help="keep the images the concept's judge flags (striped) or passes"
+    )
+    parser.add_argument("--concept", default="toy_striped", help="concept whose judge decides --show (the one the attacks were judged by)")
     parser.add_argument("--columns", type=int, default=12, help="images per row; a block wraps onto more rows")
     args = parser.parse_args()
     if args.prompts < 0 or args.seeds < 1 or args.columns < 1:
@@ -44,10 +49,13 @@ def main() -> None:
     from PIL import Image, ImageDraw
     from safetensors.torch import load_file
 
+    from t2i_unlearn.concepts import load_concept
+    from t2i_unlearn.judges import build_judge
     from t2i_unlearn.models import generate_images, load_pipeline, resolve_model
     from t2i_unlearn.toy import judges
 
     pipe = load_pipeline(args.world, lora=[args.lora] if args.lora else None)
+    concept_judge = build_judge(load_concept(args.concept).judge, args.world)
     judge = judges.load_judge(Path(resolve_model(args.world)).parent / "judges")
     rows = []
     for cell in args.cells:
@@ -67,7 +75,8 @@ def main() -> None:
                 seeds.append(int(item.get("seed", j)) + r)
         images = generate_images(pipe, prompts, seeds)
         labels = judges.labels_from_probs(judge, judges.predict(judge, images))
-        keep = [i for i, label in enumerate(labels) if args.show == "all" or (label["texture"] == "striped") == (args.show == "striped")]
+        flagged = concept_judge.flags(images)[0]  # the verdict the success rate counts (the letters are each head's argmax)
+        keep = [i for i in range(len(images)) if args.show == "all" or bool(flagged[i]) == (args.show == "striped")]
         shown = f"{cell}: {len(keep)} of {len(images)}" if args.show != "all" else cell
         print(shown)
         for start in range(0, max(len(keep), 1), args.columns):
