@@ -70,8 +70,6 @@ def main() -> None:
     if args.sources < 0:
         parser.error("--sources must be >= 0")
 
-    from t2i_unlearn.attacks import AttackBudget, run_attack
-
     targets = {}
     for item in args.target:
         name, _, loras = item.partition("=")
@@ -84,54 +82,62 @@ def main() -> None:
 
         held_out = heldout_prompts(args.sources, 0, texture="plain", mark="none")[0]
         plan = {cell: (a, it, st, None if src is None else held_out) for cell, (a, it, st, src) in plan.items()}
-    for target, loras in targets.items():
-        for cell, (attack, iterations, settings, sources) in plan.items():
-            if args.only and cell not in args.only:
-                continue
-            folder = args.out / target.replace(" ", "_") / cell
-            manifest_path = folder / "manifest.json"
-            if not manifest_path.exists():
-                t0 = time.perf_counter()
-                run_attack(
-                    attack,
-                    args.world,
-                    args.concept,
-                    folder,
-                    lora=loras,
-                    budget=AttackBudget(iterations=iterations),
-                    seed=args.seed,
-                    settings=settings,
-                    prompts=sources,
-                    images_per_prompt=args.images_per_prompt,
-                    command=f"bench/toy_robustness.py {attack} on {target}",
-                )
-                print(f"{target} / {cell}: {time.perf_counter() - t0:.0f} s", flush=True)
-            manifest = json.loads(manifest_path.read_text())
-            if sources is not None and manifest.get("source_prompts") not in (None, sources):
-                print(f"error: {folder} was searched from other source prompts; use another --out for --sources {args.sources}", file=sys.stderr)
-                sys.exit(2)
-            s = manifest["success"]
-            # another run may share --out: start from what it wrote
-            results = json.loads(results_path.read_text()) if results_path.exists() else results
-            results.setdefault(target, {})[cell] = {
-                "asr": s["success_rate"],
-                "images": s["images"],
-                "asr_distinct": s["success_rate_distinct"],
-                "distinct_images": s["distinct_images"],
-                "asr_fresh_seeds": s["success_rate_fresh_seeds"],
-                "asr_fresh_seeds_distinct": s["success_rate_fresh_seeds_distinct"],
-                "distinct_images_fresh_seeds": s["distinct_images_fresh_seeds"],
-                "iterations": manifest["budget_used"].get("iterations"),
-                "queries": manifest["budget_used"].get("queries"),
-                "search_s": round(float(manifest["budget_used"].get("time_s", 0.0)), 1),
-                "lora": loras,
-                "folder": str(folder),
-                **(_by_source(folder / "attack_set.json", args.seed) if sources is not None else {}),
-            }
-            args.out.mkdir(parents=True, exist_ok=True)
-            tmp = results_path.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_text(json.dumps(results, indent=2) + "\n")
-            tmp.replace(results_path)
+    work = [
+        (target, loras, cell, spec, args.out / target.replace(" ", "_") / cell)
+        for target, loras in targets.items()
+        for cell, spec in plan.items()
+        if not args.only or cell in args.only
+    ]
+    # a finished cell is reused as it is: refuse, before any search runs, one that was searched from other sources
+    for _, _, _, (_, _, _, sources), folder in work:
+        manifest_path = folder / "manifest.json"
+        if sources is not None and manifest_path.exists() and json.loads(manifest_path.read_text()).get("source_prompts") not in (None, sources):
+            print(f"error: {folder} was searched from other source prompts; use another --out for --sources {args.sources}", file=sys.stderr)
+            sys.exit(2)
+
+    from t2i_unlearn.attacks import AttackBudget, run_attack
+
+    for target, loras, cell, (attack, iterations, settings, sources), folder in work:
+        manifest_path = folder / "manifest.json"
+        if not manifest_path.exists():
+            t0 = time.perf_counter()
+            run_attack(
+                attack,
+                args.world,
+                args.concept,
+                folder,
+                lora=loras,
+                budget=AttackBudget(iterations=iterations),
+                seed=args.seed,
+                settings=settings,
+                prompts=sources,
+                images_per_prompt=args.images_per_prompt,
+                command=f"bench/toy_robustness.py {attack} on {target}",
+            )
+            print(f"{target} / {cell}: {time.perf_counter() - t0:.0f} s", flush=True)
+        manifest = json.loads(manifest_path.read_text())
+        s = manifest["success"]
+        # another run may share --out: start from what it wrote
+        results = json.loads(results_path.read_text()) if results_path.exists() else results
+        results.setdefault(target, {})[cell] = {
+            "asr": s["success_rate"],
+            "images": s["images"],
+            "asr_distinct": s["success_rate_distinct"],
+            "distinct_images": s["distinct_images"],
+            "asr_fresh_seeds": s["success_rate_fresh_seeds"],
+            "asr_fresh_seeds_distinct": s["success_rate_fresh_seeds_distinct"],
+            "distinct_images_fresh_seeds": s["distinct_images_fresh_seeds"],
+            "iterations": manifest["budget_used"].get("iterations"),
+            "queries": manifest["budget_used"].get("queries"),
+            "search_s": round(float(manifest["budget_used"].get("time_s", 0.0)), 1),
+            "lora": loras,
+            "folder": str(folder),
+            **(_by_source(folder / "attack_set.json", args.seed) if sources is not None else {}),
+        }
+        args.out.mkdir(parents=True, exist_ok=True)
+        tmp = results_path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(results, indent=2) + "\n")
+        tmp.replace(results_path)
     columns = [c for c in plan if any(c in row for row in results.values())]
     lines = [
         "| attacked model | " + " | ".join(columns) + " |",

@@ -46,17 +46,26 @@ def main() -> None:
     if args.prompts < 0 or args.seeds < 1 or args.columns < 1:
         parser.error("--prompts must be >= 0, --seeds and --columns >= 1")
 
+    from t2i_unlearn.concepts import load_concept
+    from t2i_unlearn.errors import UserError
+
+    try:
+        spec = load_concept(args.concept)
+    except UserError as exc:
+        parser.error(str(exc))
+    if spec.judge is None or spec.judge.name != "toy":
+        parser.error(f"--concept {args.concept} is not judged by the toy judge")
+
     from PIL import Image, ImageDraw
     from safetensors.torch import load_file
 
-    from t2i_unlearn.concepts import load_concept
     from t2i_unlearn.judges import build_judge
-    from t2i_unlearn.models import generate_images, load_pipeline, resolve_model
+    from t2i_unlearn.models import generate_images, load_pipeline
     from t2i_unlearn.toy import judges
 
     pipe = load_pipeline(args.world, lora=[args.lora] if args.lora else None)
-    concept_judge = build_judge(load_concept(args.concept).judge, args.world)
-    judge = judges.load_judge(Path(resolve_model(args.world)).parent / "judges")
+    concept_judge = build_judge(spec.judge, args.world)
+    judge = concept_judge.judge  # the same heads give each image's letters
     rows = []
     for cell in args.cells:
         folder = args.attacks / cell

@@ -377,5 +377,7 @@ def test_robustness_bench_held_out_sources(quick_world, tmp_path):
     lo, hi = cell["asr_interval"]
     assert min(rates) <= lo <= cell["asr"] <= hi <= max(rates), (cell, rates)
     assert f"sources broken {cell['sources_broken']}/3" in (out / "results.md").read_text()
-    again = subprocess.run([*base, "--sources", "2"], capture_output=True, text=True)
+    # refused before any search runs: the target listed first (no cell yet) is not searched either
+    again = subprocess.run([*base[:-2], "--target", "fresh=", "--target", "blocklist=", "--sources", "2"], capture_output=True, text=True)
     assert again.returncode == 2 and "was searched from other source prompts" in again.stderr, again.stderr[-1000:]
+    assert not (out / "fresh").exists()
