@@ -20,6 +20,10 @@ bootstrap over source prompts (images of one prompt are not independent draws).
 
     python bench/toy_robustness.py --world toy --out runs/robustness_wide --sources 16 --only unlearndiff \
         --only p4d --target "DUO toy=runs/duo/lora_toy"
+
+``--source-phrasing caption`` takes the N sources from the training captions' phrasings instead
+(``toy.quality.concept_prompts``, seed 21; templates disjoint from the held-out ones): attack prompts searched
+from them can make DUO's attack pairs (``--from-attack``) without touching the prompts a held-out run measures on.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ ATTACKS = {
     "p4d": ("p4d", 100, {"check_every": 25}, SOURCES[:2]),
 }
 SCALED = ("concept_inversion", "unlearndiff")
+CAPTION_SOURCE_SEED = 21  # --source-phrasing caption: no quality-table or acceptance group uses this prompt seed
 UNLEARNDIFF_SCHEDULE = 2000  # 50 timesteps x 40 steps per prompt (the paper's schedule, the default)
 
 
@@ -66,9 +71,17 @@ def main() -> None:
     parser.add_argument("--images-per-prompt", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sources", type=int, default=0, help="N held-out source prompts instead of the four written ones (0: the written ones)")
+    parser.add_argument(
+        "--source-phrasing",
+        choices=["heldout", "caption"],
+        default="heldout",
+        help="with --sources: held-out phrasings (to measure) or the captions' own (to search attack pairs from)",
+    )
     args = parser.parse_args()
     if args.sources < 0:
         parser.error("--sources must be >= 0")
+    if args.source_phrasing != "heldout" and not args.sources:
+        parser.error("--source-phrasing needs --sources N")
 
     targets = {}
     for item in args.target:
@@ -78,10 +91,13 @@ def main() -> None:
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     plan = cells(args.scale)
     if args.sources:
-        from t2i_unlearn.toy.quality import heldout_prompts
+        from t2i_unlearn.toy.quality import concept_prompts, heldout_prompts
 
-        held_out = heldout_prompts(args.sources, 0, texture="plain", mark="none")[0]
-        plan = {cell: (a, it, st, None if src is None else held_out) for cell, (a, it, st, src) in plan.items()}
+        if args.source_phrasing == "caption":
+            chosen = concept_prompts(args.sources, CAPTION_SOURCE_SEED, texture="plain", mark="none")[0]
+        else:
+            chosen = heldout_prompts(args.sources, 0, texture="plain", mark="none")[0]
+        plan = {cell: (a, it, st, None if src is None else chosen) for cell, (a, it, st, src) in plan.items()}
     work = [
         (target, loras, cell, spec, args.out / target.replace(" ", "_") / cell)
         for target, loras in targets.items()

@@ -361,8 +361,9 @@ def test_pair_content_bench_script(quick_world, tmp_path):
 
 def test_robustness_bench_held_out_sources(quick_world, tmp_path):
     """bench/toy_robustness.py --sources N searches from N held-out source prompts, reports how many the attack broke with
-    a bootstrap interval over sources, and refuses to reuse a cell searched from other sources."""
-    from t2i_unlearn.toy.quality import heldout_prompts
+    a bootstrap interval over sources, and refuses to reuse a cell searched from other sources; --source-phrasing caption
+    takes them from the captions' phrasings instead."""
+    from t2i_unlearn.toy.quality import concept_prompts, heldout_prompts
 
     script = Path(__file__).resolve().parents[1] / "bench" / "toy_robustness.py"
     out = tmp_path / "wide"
@@ -381,3 +382,12 @@ def test_robustness_bench_held_out_sources(quick_world, tmp_path):
     again = subprocess.run([*base[:-2], "--target", "fresh=", "--target", "blocklist=", "--sources", "2"], capture_output=True, text=True)
     assert again.returncode == 2 and "was searched from other source prompts" in again.stderr, again.stderr[-1000:]
     assert not (out / "fresh").exists()
+    # the captions' phrasings (to search attack pairs from), disjoint from the held-out ones a run measures on
+    caption = [*base[:5], tmp_path / "caption", *base[6:], "--sources", "2", "--source-phrasing", "caption", "--images-per-prompt", "1"]
+    done = subprocess.run(caption, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    searched = json.loads((tmp_path / "caption" / "blocklist" / "ring_a_bell" / "attack_set.json").read_text())["prompts"]
+    sources = concept_prompts(2, 21, texture="plain", mark="none")[0]
+    assert [p["source_prompt"] for p in searched] == sources and not set(sources) & set(heldout_prompts(2, 0, texture="plain", mark="none")[0])
+    alone = subprocess.run([*base, "--source-phrasing", "caption"], capture_output=True, text=True)
+    assert alone.returncode == 2 and "--source-phrasing needs --sources" in alone.stderr, alone.stderr[-1000:]

@@ -138,6 +138,22 @@ def test_the_marked_bench_concept_is_the_preset_plus_its_marked_prompts() -> Non
     assert len(extra) == 8 and all("strip" in p.unsafe for p in extra) and all("plain" in p.safe for p in extra)
 
 
+def test_the_keep_plain_bench_concept_adds_plain_shapes_to_the_preserve_images() -> None:
+    """bench/concepts/toy_striped_keep_plain.yaml: the preset's pairs and dotted preserve prompts, then 8 plain shapes
+    in a phrasing the prior-preservation prompts never use ("plain"), none of them naming a texture or a mark."""
+    from pathlib import Path
+
+    from t2i_unlearn.toy.quality import concept_prompts
+
+    keep = load_concept(Path(__file__).parents[1] / "bench" / "concepts" / "toy_striped_keep_plain.yaml")
+    base = load_concept("toy_striped")
+    assert keep.name == "toy_striped" and keep.prompts == base.prompts and keep.preserve[: len(base.preserve)] == base.preserve
+    extra = keep.preserve[len(base.preserve) :]
+    assert len(extra) == 8 and sum(p.count for p in extra) == 64 and all(" plain " in p.prompt for p in extra)
+    assert not any(word in p.prompt for p in extra for word in ("strip", "dot", "spot", "cross", "ring", "circled", "bar"))
+    assert not {p.prompt for p in extra} & set(concept_prompts(200, seed=13, texture="plain", mark="none")[0])
+
+
 def _attack_set(path, prompts, concept="toy_striped", **fields):
     from t2i_unlearn.evaluation import write_attack_set
 
