@@ -1,13 +1,14 @@
-"""Time of one toy-world UNet training step (text encoder + UNet, batch 64, AdamW) in several forms.
+"""Time of one toy-world UNet training step (text encoder + UNet, the preset's batch, AdamW) in several forms.
 
     OMP_NUM_THREADS=1 python bench/toy_unet_step.py [--preset full] [--rounds 6] [--threads 1]
-        [--forms eager channels_last compile bf16] [--parts]
+        [--forms eager channels_last compile bf16] [--batches 64 32] [--parts]
 
 eager (what `toy build` runs), channels-last memory format, `torch.compile` of the UNet, and bf16 autocast
 (CPU, for machines with AMX or AVX512-BF16): the same models (the build's own constructors), paired and
-alternating round by round, two steps a round; prints the median seconds a step of each and the compile
-time. ``--parts`` also times the parts of an eager step (forward + backward, gradient clipping, AdamW, the
-EMA update: the build's own `ema_update`). Docs: docs/toy_world.md, "Build time".
+alternating round by round, two steps a round, each form at each of ``--batches`` (default: the preset's
+batch); prints the median seconds a step of each and the compile time. ``--parts`` also times the parts of
+an eager step at the last batch (forward + backward, gradient clipping, AdamW, the EMA update: the build's
+own `ema_update`). Docs: docs/toy_world.md, "Build time".
 """
 
 from __future__ import annotations
@@ -38,25 +39,26 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--forms", nargs="+", default=["eager", "channels_last", "compile"], choices=["eager", "channels_last", "compile", "bf16"])
+    parser.add_argument("--batches", type=int, nargs="+", default=None, help="batch sizes to time, each with every form (default: the preset's)")
     parser.add_argument("--parts", action="store_true", help="also time the parts of an eager step")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     preset = get_preset(args.preset)
-    batch = preset.unet_batch
     tok = _Tok()
-    g = torch.Generator().manual_seed(0)
-    ids = torch.randint(0, len(tok), (batch, tok.model_max_length), generator=g)
-    z = torch.randn(batch, 4, 16, 16, generator=g)
-    t = torch.randint(0, 1000, (batch,), generator=g)
     steps = {}
-    for form in args.forms:
+    for form, batch in [(f, b) for b in args.batches or [preset.unet_batch] for f in args.forms]:
+        g = torch.Generator().manual_seed(0)
+        ids = torch.randint(0, len(tok), (batch, tok.model_max_length), generator=g)
+        z = torch.randn(batch, 4, 16, 16, generator=g)
+        t = torch.randint(0, 1000, (batch,), generator=g)
+        name = f"{form} batch {batch}" if args.batches else form
         text_encoder, unet, params, opt = _models(preset, tok)
         x = z
         if form == "channels_last":
             unet, x = unet.to(memory_format=torch.channels_last), z.contiguous(memory_format=torch.channels_last)
         forward = torch.compile(unet) if form == "compile" else unet
 
-        def step(forward=forward, text_encoder=text_encoder, params=params, opt=opt, x=x, bf16=form == "bf16") -> None:
+        def step(forward=forward, text_encoder=text_encoder, params=params, opt=opt, x=x, z=z, t=t, ids=ids, bf16=form == "bf16") -> None:
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 pred = forward(x, t, text_encoder(ids)[0]).sample
             loss = ((pred.float() - z) ** 2).mean()
@@ -68,8 +70,8 @@ def main() -> None:
         start = time.perf_counter()
         step()
         step()
-        print(f"{form}: first two steps (warm-up{', compile' if form == 'compile' else ''}) {time.perf_counter() - start:.1f} s", flush=True)
-        steps[form] = step
+        print(f"{name}: first two steps (warm-up{', compile' if form == 'compile' else ''}) {time.perf_counter() - start:.1f} s", flush=True)
+        steps[name] = step
     times: dict[str, list[float]] = {form: [] for form in steps}
     for _ in range(args.rounds):
         for form, step in steps.items():

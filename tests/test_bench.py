@@ -391,3 +391,22 @@ def test_robustness_bench_held_out_sources(quick_world, tmp_path):
     assert [p["source_prompt"] for p in searched] == sources and not set(sources) & set(heldout_prompts(2, 0, texture="plain", mark="none")[0])
     alone = subprocess.run([*base, "--source-phrasing", "caption"], capture_output=True, text=True)
     assert alone.returncode == 2 and "--source-phrasing needs --sources" in alone.stderr, alone.stderr[-1000:]
+
+
+def test_unet_recipe_bench_script(quick_world, tmp_path):
+    """bench/toy_unet_recipe.py trains the UNet stage with changed preset fields on a world's tokenizer, VAE and judges and
+    prints the quality bars; a field the borrowed stages depend on, or one that does not exist, exits 2 before training."""
+    script = Path(__file__).resolve().parents[1] / "bench" / "toy_unet_recipe.py"
+    base = [sys.executable, script, "--world", str(quick_world), "--preset", "quick", "--out", tmp_path / "recipe"]
+    small = ["--set", "unet_steps=3", "--set", "eval_per_group=2", "--set", "sample_steps=2"]
+    done = subprocess.run([*base, *small, "--set", "unet_lr=2e-3"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    manifest = json.loads((tmp_path / "recipe" / "manifest.json").read_text())
+    assert manifest["settings"]["preset"]["unet_lr"] == 2e-3 and manifest["settings"]["preset"]["unet_steps"] == 3
+    assert "UNet stage" in done.stdout and "attribute_accuracy" in done.stdout, done.stdout
+    world_judge = (quick_world / "judges" / "judge.safetensors").read_bytes()
+    assert (tmp_path / "recipe" / "judges" / "judge.safetensors").read_bytes() == world_judge
+    for bad, message in (("vae_steps=7", "other settings"), ("no_such_field=1", "expected KEY=VALUE"), ("unet_steps=2.5", "is not a valid int")):
+        refused = subprocess.run([*base[:-1], tmp_path / "refused", "--set", bad], capture_output=True, text=True)
+        assert refused.returncode == 2 and message in refused.stderr, (bad, refused.stderr[-1000:])
+    assert not (tmp_path / "refused" / "manifest.json").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import torch
 
 from t2i_unlearn.errors import UserError
 from t2i_unlearn.toy import build as build_mod
-from t2i_unlearn.toy.build import build_world, preset_with, verify_world
+from t2i_unlearn.toy.build import build_unet_on_world, build_world, preset_with, verify_world
 from t2i_unlearn.toy.judges import load_judge, perceptual_distance, predict
 from t2i_unlearn.toy.quality import judge_accuracy
 from t2i_unlearn.toy.render import render_dataset
@@ -137,6 +138,27 @@ def test_build_resumes_after_interruption_to_the_same_world(tmp_path: Path, monk
         "pipeline/vae/diffusion_pytorch_model.safetensors",
     ):
         assert ref_files[name] == new_files[name], name
+
+
+def test_unet_on_a_world_trains_the_unet_a_build_would_train(tmp_path: Path):
+    """build_unet_on_world (bench/toy_unet_recipe.py) borrows a world's tokenizer, VAE and judges and trains the UNet
+    stage again: with the world's own recipe it writes the world's UNet byte for byte, with another one another UNet."""
+    reference = build_world(tmp_path / "built", preset=TINY, progress=False)
+    ref_files = verify_world(reference)["files"]
+    same = build_unet_on_world(tmp_path / "same", reference, TINY, progress=False)
+    manifest = verify_world(same)
+    assert "build_unet_on_world" in manifest["command"]
+    assert manifest["files"] == {**ref_files, "quality.json": manifest["files"]["quality.json"]}
+    assert json.loads((same / "quality.json").read_text())["build"]["vae"] == {"from_world": str(reference)}
+    stamp = (same / "manifest.json").stat().st_mtime_ns
+    assert build_unet_on_world(same, reference, TINY, progress=False) == same and (same / "manifest.json").stat().st_mtime_ns == stamp  # reused
+    other = verify_world(build_unet_on_world(tmp_path / "other", reference, replace(TINY, unet_lr=2e-3), progress=False))["files"]
+    unet, vae, judge = "pipeline/unet/diffusion_pytorch_model.safetensors", "pipeline/vae/diffusion_pytorch_model.safetensors", "judges/judge.safetensors"
+    assert other[unet] != ref_files[unet] and other[vae] == ref_files[vae] and other[judge] == ref_files[judge]
+    with pytest.raises(UserError, match=r"other settings .*\(vae_steps\)"):
+        build_unet_on_world(tmp_path / "refused", reference, replace(TINY, vae_steps=5), progress=False)
+    with pytest.raises(UserError, match="not empty"):
+        build_unet_on_world(reference / "pipeline", reference, TINY, progress=False)
 
 
 def test_corrupted_or_foreign_world_is_refused(tmp_path: Path, quick_world: Path):

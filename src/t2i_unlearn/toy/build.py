@@ -101,6 +101,12 @@ def make_unet(preset: ToyPreset) -> torch.nn.Module:
     )
 
 
+def _encode_latents(vae: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The VAE's latent means (unscaled) of images ``x`` in [-1, 1], 512 at a time."""
+    with torch.no_grad():
+        return torch.cat([vae.encode(x[i : i + 512]).latent_dist.mean for i in range(0, len(x), 512)])
+
+
 def ema_update(ema_state: dict[str, dict[str, torch.Tensor]], modules: dict[str, torch.nn.Module], decay: float) -> None:
     """Move the EMA copies ``ema_state[name][tensor]`` towards the modules' weights (buffers that are not floats are copied)."""
     with torch.no_grad():
@@ -253,7 +259,7 @@ class _Builder:
         vae.load_state_dict(state["vae"])
         vae.eval()
         with torch.no_grad():
-            latents = torch.cat([vae.encode(x_all[i : i + 512]).latent_dist.mean for i in range(0, len(x_all), 512)])
+            latents = _encode_latents(vae, x_all)
             # The judges' reconstructed images: every 10th of the full world's 40,000 (4,000), a quarter of a
             # smaller data set (the quick world decodes 1,000 of its 4,000).
             n_recon = max(1, min(4000, len(x_all) // 4))
@@ -433,7 +439,59 @@ def build_world(out: str | Path, preset: str | ToyPreset = "full", seed: int = 0
         return _build(out, spec, seed, progress)
 
 
-def _build(out: Path, spec: ToyPreset, seed: int, progress: bool) -> Path:
+# What a world's data, tokenizer, VAE and judges stages depend on (besides the seed); see build_unet_on_world.
+_REUSED_FIELDS = ("n_images", "vae_steps", "vae_batch", "vae_lr", "judge_steps", "judge_batch", "judge_lr", "judge_variants")
+
+
+def build_unet_on_world(out: str | Path, world: str | Path, preset: ToyPreset, seed: int = 0, progress: bool = True) -> Path:
+    """A world in ``out`` that takes ``world``'s tokenizer, VAE and judges and trains its UNet stage with ``preset``.
+
+    For trying UNet recipes without the build's other stages: the data set is rendered again
+    (deterministic) and encoded with ``world``'s VAE, which is what a build's UNet stage sees when its
+    earlier stages match ``world``'s, so the UNet trained here is the one ``toy build`` would train with
+    this recipe on that VAE. ``preset`` must agree with ``world``'s in the settings the reused stages
+    depend on (:data:`_REUSED_FIELDS`) and in the seed. Resumes like a build and returns a complete one
+    made the same way as it is; the manifest's command and the quality table's ``build`` entries say
+    which stages came from ``world``.
+    """
+    world = Path(world)
+    made = verify_world(world)["settings"]
+    differ = [k for k in _REUSED_FIELDS if made["preset"][k] != getattr(preset, k)]
+    if made["seed"] != seed or differ:
+        raise UserError(f"{world} was built with other settings for the stages it would lend ({', '.join(differ) or 'seed'}); use a world built with them")
+    out = Path(out)
+    command = f"build_unet_on_world (tokenizer, VAE and judges of {world})"
+    settings = json.loads(json.dumps({"preset": asdict(preset), "seed": seed, "format": WORLD_FORMAT}))
+    if (out / "manifest.json").exists():
+        done_before = verify_world(out)
+        if done_before["command"] == command and done_before["settings"] == settings:
+            logger.info("world at %s is complete; reusing it", out)
+            return out
+    if out.exists() and any(out.iterdir()) and not (out / ".build" / "state.json").exists():
+        raise UserError(f"{out} is not empty and holds no interrupted build of this recipe; choose another --out")
+    builder = _Builder(out, preset, seed, progress)
+    done = builder.state["done"]
+    source = {"from_world": str(world)}
+    if "render" not in done:
+        builder.render()
+    if "tokenizer" not in done:
+        shutil.copytree(world / "pipeline" / "tokenizer", builder.scratch / "tokenizer", dirs_exist_ok=True)
+        builder._mark("tokenizer", **source)
+    if "vae" not in done:
+        from diffusers import AutoencoderKL
+
+        shutil.copytree(world / "pipeline" / "vae", builder.scratch / "vae", dirs_exist_ok=True)
+        vae = AutoencoderKL.from_pretrained(builder.scratch / "vae").eval()
+        images, _, _ = builder._data()
+        np.save(builder.scratch / "latents.npy", _encode_latents(vae, judges_mod.to_input(images)).numpy())
+        builder._mark("vae", **source)
+    if "judges" not in done:
+        shutil.copytree(world / "judges", builder.scratch / "judges", dirs_exist_ok=True)
+        builder._mark("judges", **source)
+    return _build(out, preset, seed, progress, command=command)
+
+
+def _build(out: Path, spec: ToyPreset, seed: int, progress: bool, command: str = "t2i-unlearn toy build") -> Path:
     builder = _Builder(out, spec, seed, progress)
     t0 = time.time()
     for stage in STAGES:
@@ -446,7 +504,7 @@ def _build(out: Path, spec: ToyPreset, seed: int, progress: bool) -> Path:
         atomic_write_json(builder.state_path, builder.state)
     timings = {s: builder.state["done"][s].get("seconds") for s in STAGES}
     manifest = make_manifest(
-        command="t2i-unlearn toy build",
+        command=command,
         settings={"preset": asdict(spec), "seed": seed, "format": WORLD_FORMAT},
         stage_seconds=timings,
         files=hash_files(out, WORLD_FILES),
