@@ -8,8 +8,8 @@ size, VAE and judge training) must stay as the world was built. The data set is 
 encoded with the world's VAE, so the UNet is the one ``t2i-unlearn toy build`` would train with this recipe on that
 VAE (with the same thread count); only the judges are the world's own rather than trained again, and a build
 trains the same judges from the same VAE. Writes a complete world in ``--out`` (its ``quality.json`` is the table
-a build writes; resumable) and prints the quality bars and the UNet stage's seconds. Docs: docs/toy_world.md,
-"Build time".
+a build writes; resumable, reused when finished, ``--overwrite`` replaces what is there) and prints the quality
+bars and the UNet stage's seconds. Docs: docs/toy_world.md, "Build time".
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ def main() -> None:
     parser.add_argument("--preset", default="full")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="change a preset field, e.g. --set unet_batch=32")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--overwrite", action="store_true", help="replace whatever --out holds (else a finished run is reused, an interrupted one resumed)")
     args = parser.parse_args()
 
     from t2i_unlearn.errors import UserError
@@ -56,7 +57,7 @@ def main() -> None:
         world = Path(resolve_model(args.world))
         world = world.parent if world.name == "pipeline" else world
         start = time.time()
-        out = build_unet_on_world(args.out, world, preset_with(args.preset, **changes), seed=args.seed)
+        out = build_unet_on_world(args.out, world, preset_with(args.preset, **changes), seed=args.seed, overwrite=args.overwrite)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

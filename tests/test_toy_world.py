@@ -157,8 +157,16 @@ def test_unet_on_a_world_trains_the_unet_a_build_would_train(tmp_path: Path):
     assert other[unet] != ref_files[unet] and other[vae] == ref_files[vae] and other[judge] == ref_files[judge]
     with pytest.raises(UserError, match=r"other settings .*\(vae_steps\)"):
         build_unet_on_world(tmp_path / "refused", reference, replace(TINY, vae_steps=5), progress=False)
-    with pytest.raises(UserError, match="not empty"):
+    with pytest.raises(UserError, match="is not a toy world"):
         build_unet_on_world(reference / "pipeline", reference, TINY, progress=False)
+    with pytest.raises(UserError, match="made another way"):  # the built world itself: same settings, another command
+        build_unet_on_world(reference, reference, TINY, progress=False)
+    interrupted = tmp_path / "interrupted"  # another recipe's unfinished run is refused, not wiped
+    shutil.copytree(same, interrupted / ".build" / "unet")
+    (interrupted / ".build" / "state.json").write_text(json.dumps({"settings": {"preset": {}, "seed": 0}, "done": {}}))
+    with pytest.raises(UserError, match="unfinished toy world build with other settings"):
+        build_unet_on_world(interrupted, reference, TINY, progress=False)
+    assert (interrupted / ".build" / "unet").is_dir()
 
 
 def test_corrupted_or_foreign_world_is_refused(tmp_path: Path, quick_world: Path):

@@ -443,15 +443,16 @@ def build_world(out: str | Path, preset: str | ToyPreset = "full", seed: int = 0
 _REUSED_FIELDS = ("n_images", "vae_steps", "vae_batch", "vae_lr", "judge_steps", "judge_batch", "judge_lr", "judge_variants")
 
 
-def build_unet_on_world(out: str | Path, world: str | Path, preset: ToyPreset, seed: int = 0, progress: bool = True) -> Path:
+def build_unet_on_world(out: str | Path, world: str | Path, preset: ToyPreset, seed: int = 0, progress: bool = True, overwrite: bool = False) -> Path:
     """A world in ``out`` that takes ``world``'s tokenizer, VAE and judges and trains its UNet stage with ``preset``.
 
     For trying UNet recipes without the build's other stages: the data set is rendered again
     (deterministic) and encoded with ``world``'s VAE, which is what a build's UNet stage sees when its
     earlier stages match ``world``'s, so the UNet trained here is the one ``toy build`` would train with
     this recipe on that VAE. ``preset`` must agree with ``world``'s in the settings the reused stages
-    depend on (:data:`_REUSED_FIELDS`) and in the seed. Resumes like a build and returns a complete one
-    made the same way as it is; the manifest's command and the quality table's ``build`` entries say
+    depend on (:data:`_REUSED_FIELDS`) and in the seed. ``out`` follows :func:`build_world`'s rule: a
+    complete world made the same way is returned as it is, an interrupted one resumed, anything else
+    refused unless ``overwrite``. The manifest's command and the quality table's ``build`` entries say
     which stages came from ``world``.
     """
     world = Path(world)
@@ -459,16 +460,16 @@ def build_unet_on_world(out: str | Path, world: str | Path, preset: ToyPreset, s
     differ = [k for k in _REUSED_FIELDS if made["preset"][k] != getattr(preset, k)]
     if made["seed"] != seed or differ:
         raise UserError(f"{world} was built with other settings for the stages it would lend ({', '.join(differ) or 'seed'}); use a world built with them")
-    out = Path(out)
     command = f"build_unet_on_world (tokenizer, VAE and judges of {world})"
-    settings = json.loads(json.dumps({"preset": asdict(preset), "seed": seed, "format": WORLD_FORMAT}))
-    if (out / "manifest.json").exists():
-        done_before = verify_world(out)
-        if done_before["command"] == command and done_before["settings"] == settings:
-            logger.info("world at %s is complete; reusing it", out)
-            return out
-    if out.exists() and any(out.iterdir()) and not (out / ".build" / "state.json").exists():
-        raise UserError(f"{out} is not empty and holds no interrupted build of this recipe; choose another --out")
+    claim = claim_world(out, preset, seed, overwrite, command=command)
+    if claim.status == DONE:
+        logger.info("world at %s is complete; reusing it", claim.path)
+        return claim.path
+    with claim.in_place() as out:
+        return _build_unet_on_world(out, world, preset, seed, progress, command)
+
+
+def _build_unet_on_world(out: Path, world: Path, preset: ToyPreset, seed: int, progress: bool, command: str) -> Path:
     builder = _Builder(out, preset, seed, progress)
     done = builder.state["done"]
     source = {"from_world": str(world)}

@@ -139,8 +139,11 @@ def is_world_folder(path: str | Path) -> bool:
         return False
 
 
-def _world_recogniser(spec: ToyPreset, seed: int) -> Callable[[Path], tuple[str, str]]:
-    """What an existing, non-empty ``--out`` of ``toy build`` holds: this world (done or unfinished), or something else."""
+def _world_recogniser(spec: ToyPreset, seed: int, command: str | None = None) -> Callable[[Path], tuple[str, str]]:
+    """What an existing, non-empty ``--out`` of ``toy build`` holds: this world (done or unfinished), or something else.
+
+    With ``command``, a finished world counts as this one only if its manifest names that command.
+    """
     settings = json.loads(json.dumps({"preset": asdict(spec), "seed": seed, "format": WORLD_FORMAT}))
 
     def recognise(path: Path) -> tuple[str, str]:
@@ -155,6 +158,8 @@ def _world_recogniser(spec: ToyPreset, seed: int) -> Callable[[Path], tuple[str,
             saved = manifest["settings"]
             if saved.get("preset") != settings["preset"] or saved.get("seed") != seed:
                 return OTHER, "holds a toy world built with other settings"
+            if command is not None and manifest.get("command") != command:
+                return OTHER, "holds a toy world made another way"
             verify_world(path)  # a damaged world is one line naming --overwrite
             return DONE, ""
         state_path = path / ".build" / "state.json"
@@ -171,11 +176,12 @@ def _world_recogniser(spec: ToyPreset, seed: int) -> Callable[[Path], tuple[str,
     return recognise
 
 
-def claim_world(out: str | Path, spec: ToyPreset, seed: int, overwrite: bool) -> Any:
+def claim_world(out: str | Path, spec: ToyPreset, seed: int, overwrite: bool, command: str | None = None) -> Any:
     """The output claim of ``toy build`` on ``out`` (see :func:`~t2i_unlearn.utils.io.claim_output`); no torch needed.
 
-    :class:`UserError` when ``out`` holds something else than this world (finished or interrupted) and not ``overwrite``.
+    :class:`UserError` when ``out`` holds something else than this world (finished or interrupted) and not ``overwrite``;
+    ``command``: a finished world must also have been made by it.
     """
     from t2i_unlearn.utils.io import claim_output
 
-    return claim_output(out, "a toy world", _world_recogniser(spec, seed), overwrite)
+    return claim_output(out, "a toy world", _world_recogniser(spec, seed, command), overwrite)
