@@ -410,3 +410,61 @@ def test_unet_recipe_bench_script(quick_world, tmp_path):
         refused = subprocess.run([*base[:-1], tmp_path / "refused", "--set", bad], capture_output=True, text=True)
         assert refused.returncode == 2 and message in refused.stderr, (bad, refused.stderr[-1000:])
     assert not (tmp_path / "refused" / "manifest.json").exists()
+
+
+def test_toy_figures_runs_jobs_in_order_once_and_on_one_world(tmp_path):
+    """bench/toy_figures.py runs each job after what it needs, one thread a lane, with its own cache; a job done is not
+    run again; a failed job stops what needs it; jobs done on another world, a bad job list, exit 2 with one line."""
+    shutil.copytree(Path(__file__).resolve().parents[1] / "bench", tmp_path / "bench", ignore=shutil.ignore_patterns("*.yaml", "concepts"))
+    manifest = tmp_path / "src" / "t2i_unlearn" / "toy" / "assets" / "full" / "manifest.json"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text('{"world": 1}')
+    (tmp_path / "bench" / "toy_figures.yaml").write_text(
+        """
+- name: first
+  run: echo "$OMP_NUM_THREADS $T2I_UNLEARN_CACHE" >> first.txt
+- name: second
+  needs: [first]
+  run: cat first.txt >> second.txt
+- name: broken
+  run: echo ran >> broken.txt; exit 3
+- name: after_broken
+  needs: [broken]
+  run: echo ran >> after.txt
+"""
+    )
+
+    def figures(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, tmp_path / "bench" / "toy_figures.py", *args], capture_output=True, text=True, cwd=tmp_path / "bench")
+
+    ran = figures("--only", "second")
+    assert ran.returncode == 0, ran.stderr
+    assert (tmp_path / "first.txt").read_text() == f"1 {tmp_path.resolve() / 'runs' / 'figures' / 'cache'}\n"
+    assert (tmp_path / "second.txt").read_text() == (tmp_path / "first.txt").read_text()  # second ran after first
+    record = json.loads((tmp_path / "runs" / "figures" / "done" / "second.json").read_text())
+    assert record["rc"] == 0 and record["command"] == "cat first.txt >> second.txt" and len(record["world"]) == 16
+    assert not (tmp_path / "broken.txt").exists()  # not asked for, not needed
+
+    ran = figures("--lanes", "2")
+    assert ran.returncode == 2 and ran.stderr.strip().splitlines()[-1] == "error: 1 job(s) failed: broken", ran.stderr
+    assert (tmp_path / "first.txt").read_text().count("\n") == 1  # done jobs are not run again
+    assert not (tmp_path / "after.txt").exists()  # nor is what needs a failed job
+    assert "exit 3" in ran.stdout and (tmp_path / "runs" / "figures" / "logs" / "broken.log").read_text().startswith("$ echo ran")
+    listed = figures("--list")
+    assert listed.returncode == 0 and "first" in listed.stdout and "done" in listed.stdout and "after_broken" in listed.stdout
+
+    manifest.write_text('{"world": 2}')
+    other = figures("--list")
+    assert other.returncode == 2 and "was done on another toy world" in other.stderr and len(other.stderr.strip().splitlines()) == 1
+
+    bad_lists = {
+        "- name: a\n  needs: [zzz]\n  run: 'true'\n": "which is not a job",
+        "- name: a\n  needs: [b]\n  run: 'true'\n- name: b\n  run: 'true'\n": "listed after it",
+        "- name: a\n  run: 'true'\n- name: a\n  run: 'true'\n": "listed twice",
+        "- name: a\n  cmd: 'true'\n": "needs a 'name' and a 'run'",
+    }
+    for text, message in bad_lists.items():
+        (tmp_path / "bad.yaml").write_text(text)
+        refused = figures("--jobs", str(tmp_path / "bad.yaml"), "--list")
+        assert refused.returncode == 2 and message in refused.stderr and len(refused.stderr.strip().splitlines()) == 1, (text, refused.stderr)
+    assert figures("--only", "nope").returncode == 2
