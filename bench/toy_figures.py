@@ -13,6 +13,10 @@ another world). Its output goes to ``runs/figures/logs/NAME.log``, and a job is 
 run that is stopped and started again goes on with the jobs not done. A job done on another world than the
 shipped one is not reused: the run stops and names it. A failed job stops the run once the running lanes end.
 
+Ctrl-C or SIGTERM stops the running jobs' whole process trees (each job runs in a session of its own); they are
+not done and run again next time. While a run goes on, ``runs/figures/running.json`` holds its pid and its jobs'
+process groups: a second run refuses to start beside it, or beside a job an earlier run left running.
+
 ``--only NAME`` runs those jobs and what they need; ``--list`` prints the jobs and whether each is done.
 Docs: docs/toy_world.md, "Measuring the figures again".
 """
@@ -23,6 +27,7 @@ import argparse
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -30,6 +35,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 STATE = Path("runs/figures")
+RUNNING = STATE / "running.json"  # the driver's pid and each running job's process group, while a run goes on
 WORLD_MANIFEST = Path("src/t2i_unlearn/toy/assets/full/manifest.json")
 
 
@@ -96,6 +102,54 @@ def done_record(state: Path, name: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def _alive(pid: int, group: bool = False) -> bool:
+    try:
+        os.killpg(pid, 0) if group else os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def check_no_other_run() -> None:
+    """Refuse to start while another run, or a job an earlier run left behind, is still going (they would share folders)."""
+    if not RUNNING.exists():
+        return
+    try:
+        state = json.loads(RUNNING.read_text())
+    except ValueError:
+        return
+    driver = int(state.get("driver") or 0)
+    if driver > 0 and driver != os.getpid() and _alive(driver):
+        fail(f"another run of bench/toy_figures.py (pid {state['driver']}) is going; wait for it or stop it first")
+    for name, group in state.get("jobs", {}).items():
+        if _alive(int(group), group=True):
+            fail(f"job {name!r} of an earlier run is still running (process group {group}); let it end or stop it (kill -- -{group})")
+
+
+def write_running(running: dict) -> None:
+    tmp = RUNNING.with_name(RUNNING.name + ".tmp")
+    tmp.write_text(json.dumps({"driver": os.getpid(), "jobs": {name: proc.pid for name, (proc, _, _) in running.items()}}) + "\n")
+    tmp.replace(RUNNING)
+
+
+def stop_jobs(running: dict) -> None:
+    """Stop every running job's whole process group (each job runs in a session of its own)."""
+    for proc, _, _ in running.values():
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    for proc, _, log in running.values():
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=Path, default=Path("bench/toy_figures.yaml"))
@@ -122,11 +176,27 @@ def main() -> None:
 
     (STATE / "logs").mkdir(parents=True, exist_ok=True)
     (STATE / "done").mkdir(parents=True, exist_ok=True)
+    check_no_other_run()
     env = dict(os.environ, OMP_NUM_THREADS="1", T2I_UNLEARN_CACHE=str(ROOT / STATE / "cache"))
     todo = [n for n in order if done_record(STATE, n) is None]
     running: dict[str, tuple[subprocess.Popen, float, object]] = {}
     failed: list[str] = []
     print(f"{len(order) - len(todo)} of {len(order)} jobs done; world {world}; {args.lanes} lane(s)", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(f"stopped: the running jobs ({', '.join(running) or 'none'}) were stopped and will run again"))
+    write_running(running)
+    try:
+        run_jobs(args.lanes, jobs, todo, running, failed, env, world)
+    except (KeyboardInterrupt, SystemExit):
+        stop_jobs(running)
+        raise
+    finally:
+        RUNNING.unlink(missing_ok=True)
+    if failed:
+        fail(f"{len(failed)} job(s) failed: {', '.join(failed)}")
+    print("all jobs done", flush=True)
+
+
+def run_jobs(lanes: int, jobs: dict[str, dict], todo: list[str], running: dict, failed: list[str], env: dict[str, str], world: str) -> None:
     while todo or running:
         for name, (proc, start, log) in list(running.items()):
             if proc.poll() is None:
@@ -134,6 +204,7 @@ def main() -> None:
             seconds = time.time() - start
             log.close()
             del running[name]
+            write_running(running)
             if proc.returncode == 0:
                 record = {"command": jobs[name]["run"], "rc": 0, "seconds": round(seconds, 1), "world": world, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
                 tmp = STATE / "done" / f".{name}.json.tmp"
@@ -145,23 +216,21 @@ def main() -> None:
                 print(f"FAILED {name} (exit {proc.returncode}, {seconds:.0f} s): see {STATE}/logs/{name}.log", flush=True)
         if not failed:
             ready = [n for n in todo if all(done_record(STATE, need) is not None for need in jobs[n]["needs"])]
-            while ready and len(running) < args.lanes:
+            while ready and len(running) < lanes:
                 name = ready.pop(0)
                 todo.remove(name)
                 log = open(STATE / "logs" / f"{name}.log", "w")  # closed when the job ends
                 log.write(f"$ {jobs[name]['run']}\n")
                 log.flush()
-                proc = subprocess.Popen(["/bin/bash", "-c", jobs[name]["run"]], stdout=log, stderr=subprocess.STDOUT, env=env)
+                proc = subprocess.Popen(["/bin/bash", "-c", jobs[name]["run"]], stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
                 running[name] = (proc, time.time(), log)
+                write_running(running)
                 print(f"start  {name}", flush=True)
             if not running and todo:
                 fail(f"jobs {', '.join(todo)} wait for jobs that cannot run")
         elif not running:
             break
         time.sleep(2)
-    if failed:
-        fail(f"{len(failed)} job(s) failed: {', '.join(failed)}")
-    print("all jobs done", flush=True)
 
 
 if __name__ == "__main__":

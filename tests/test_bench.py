@@ -468,3 +468,43 @@ def test_toy_figures_runs_jobs_in_order_once_and_on_one_world(tmp_path):
         refused = figures("--jobs", str(tmp_path / "bad.yaml"), "--list")
         assert refused.returncode == 2 and message in refused.stderr and len(refused.stderr.strip().splitlines()) == 1, (text, refused.stderr)
     assert figures("--only", "nope").returncode == 2
+
+
+def test_toy_figures_stops_its_jobs_and_will_not_run_beside_them(tmp_path):
+    """SIGTERM to bench/toy_figures.py stops the running job's whole process tree (it is not marked done); a job an
+    earlier run left running, or another run going on, makes a new run exit 2 with one line instead of starting it twice."""
+    import os
+    import signal
+    import time
+
+    shutil.copytree(Path(__file__).resolve().parents[1] / "bench", tmp_path / "bench", ignore=shutil.ignore_patterns("*.yaml", "concepts"))
+    manifest = tmp_path / "src" / "t2i_unlearn" / "toy" / "assets" / "full" / "manifest.json"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text("{}")
+    (tmp_path / "bench" / "toy_figures.yaml").write_text("- name: slow\n  run: sleep 60 && echo late > late.txt\n")
+    script = [sys.executable, tmp_path / "bench" / "toy_figures.py"]
+    running = tmp_path / "runs" / "figures" / "running.json"
+    driver = subprocess.Popen(script, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for _ in range(100):
+        if running.exists() and json.loads(running.read_text())["jobs"]:
+            break
+        time.sleep(0.1)
+    group = json.loads(running.read_text())["jobs"]["slow"]
+    second = subprocess.run(script, capture_output=True, text=True)
+    assert second.returncode == 2 and f"pid {driver.pid}" in second.stderr and len(second.stderr.strip().splitlines()) == 1, second.stderr
+    driver.send_signal(signal.SIGTERM)
+    _, err = driver.communicate(timeout=60)
+    assert driver.returncode != 0 and "stopped" in err, err
+    with pytest.raises(ProcessLookupError):
+        os.killpg(group, 0)  # the job's shell and its sleep are gone
+    assert not running.exists() and not (tmp_path / "runs" / "figures" / "done" / "slow.json").exists()
+
+    # a job left running by a run that did not get to stop it
+    leftover = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        running.write_text(json.dumps({"driver": 0, "jobs": {"slow": leftover.pid}}))
+        refused = subprocess.run(script, capture_output=True, text=True)
+        assert refused.returncode == 2 and "'slow' of an earlier run is still running" in refused.stderr, refused.stderr
+    finally:
+        leftover.kill()
+        leftover.wait()
