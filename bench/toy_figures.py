@@ -11,7 +11,8 @@ in the docs) runs once its ``needs`` are done, with ``OMP_NUM_THREADS=1`` (one t
 another world). Its output goes to ``runs/figures/logs/NAME.log``, and a job is done once
 ``runs/figures/done/NAME.json`` is written (command, exit status, wall seconds, the world's manifest hash): a
 run that is stopped and started again goes on with the jobs not done. A job done on another world than the
-shipped one is not reused: the run stops and names it. A failed job stops the run once the running lanes end.
+shipped one, or with another command than the list now gives, is not reused: the run stops and names it. A failed
+job stops the run once the running lanes end.
 
 Ctrl-C or SIGTERM stops the running jobs' whole process trees (each job runs in a session of its own); they are
 not done and run again next time. While a run goes on, ``runs/figures/running.json`` holds its pid and its jobs'
@@ -167,6 +168,8 @@ def main() -> None:
         record = done_record(STATE, name)
         if record is not None and record.get("world") != world:
             fail(f"job {name!r} was done on another toy world ({record.get('world')}, now {world}); move {STATE} aside to start over")
+        if record is not None and record.get("command") != jobs[name]["run"]:
+            fail(f"job {name!r} was done with another command than {args.jobs} now gives; delete {STATE}/done/{name}.json to run it again")
     if args.list:
         for name in order:
             record = done_record(STATE, name)

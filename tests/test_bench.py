@@ -453,6 +453,13 @@ def test_toy_figures_runs_jobs_in_order_once_and_on_one_world(tmp_path):
     listed = figures("--list")
     assert listed.returncode == 0 and "first" in listed.stdout and "done" in listed.stdout and "after_broken" in listed.stdout
 
+    jobs_file = tmp_path / "bench" / "toy_figures.yaml"
+    jobs_text = jobs_file.read_text()
+    jobs_file.write_text(jobs_text.replace("cat first.txt >> second.txt", "cat first.txt > second.txt"))
+    changed = figures("--list")
+    assert changed.returncode == 2 and "'second' was done with another command" in changed.stderr, changed.stderr
+    jobs_file.write_text(jobs_text)
+
     manifest.write_text('{"world": 2}')
     other = figures("--list")
     assert other.returncode == 2 and "was done on another toy world" in other.stderr and len(other.stderr.strip().splitlines()) == 1
