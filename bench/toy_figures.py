@@ -35,6 +35,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from t2i_unlearn.utils.io import atomic_write_json  # noqa: E402 (torch-free)
+
 STATE = Path("runs/figures")
 RUNNING = STATE / "running.json"  # the driver's pid and each running job's process group, while a run goes on
 WORLD_MANIFEST = Path("src/t2i_unlearn/toy/assets/full/manifest.json")
@@ -130,9 +134,7 @@ def check_no_other_run() -> None:
 
 
 def write_running(running: dict) -> None:
-    tmp = RUNNING.with_name(RUNNING.name + ".tmp")
-    tmp.write_text(json.dumps({"driver": os.getpid(), "jobs": {name: proc.pid for name, (proc, _, _) in running.items()}}) + "\n")
-    tmp.replace(RUNNING)
+    atomic_write_json(RUNNING, {"driver": os.getpid(), "jobs": {name: proc.pid for name, (proc, _, _) in running.items()}})
 
 
 def stop_jobs(running: dict) -> None:
@@ -164,31 +166,30 @@ def main() -> None:
     jobs = load_jobs(args.jobs)
     order = closure(jobs, args.only) if args.only else list(jobs)
     world = world_hash(ROOT)
-    for name in order:
-        record = done_record(STATE, name)
+    records = {name: done_record(STATE, name) for name in order}
+    for name, record in records.items():
         if record is not None and record.get("world") != world:
             fail(f"job {name!r} was done on another toy world ({record.get('world')}, now {world}); move {STATE} aside to start over")
         if record is not None and record.get("command") != jobs[name]["run"]:
             fail(f"job {name!r} was done with another command than {args.jobs} now gives; delete {STATE}/done/{name}.json to run it again")
     if args.list:
-        for name in order:
-            record = done_record(STATE, name)
+        for name, record in records.items():
             status = f"done ({record['seconds']:.0f} s)" if record else "to run"
             print(f"{name:32s} {status:18s} needs: {', '.join(jobs[name]['needs']) or '-'}")
         return
 
     (STATE / "logs").mkdir(parents=True, exist_ok=True)
-    (STATE / "done").mkdir(parents=True, exist_ok=True)
     check_no_other_run()
     env = dict(os.environ, OMP_NUM_THREADS="1", T2I_UNLEARN_CACHE=str(ROOT / STATE / "cache"))
-    todo = [n for n in order if done_record(STATE, n) is None]
+    done = {name for name, record in records.items() if record is not None}
+    todo = [n for n in order if n not in done]
     running: dict[str, tuple[subprocess.Popen, float, object]] = {}
     failed: list[str] = []
     print(f"{len(order) - len(todo)} of {len(order)} jobs done; world {world}; {args.lanes} lane(s)", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(f"stopped: the running jobs ({', '.join(running) or 'none'}) were stopped and will run again"))
     write_running(running)
     try:
-        run_jobs(args.lanes, jobs, todo, running, failed, env, world)
+        run_jobs(args.lanes, jobs, todo, done, running, failed, env, world)
     except (KeyboardInterrupt, SystemExit):
         stop_jobs(running)
         raise
@@ -199,7 +200,8 @@ def main() -> None:
     print("all jobs done", flush=True)
 
 
-def run_jobs(lanes: int, jobs: dict[str, dict], todo: list[str], running: dict, failed: list[str], env: dict[str, str], world: str) -> None:
+def run_jobs(lanes: int, jobs: dict[str, dict], todo: list[str], done: set[str], running: dict, failed: list[str], env: dict[str, str], world: str) -> None:
+    """Start jobs whose needs are ``done`` on free lanes until none is left or one failed; ``done`` grows as jobs end."""
     while todo or running:
         for name, (proc, start, log) in list(running.items()):
             if proc.poll() is None:
@@ -210,15 +212,15 @@ def run_jobs(lanes: int, jobs: dict[str, dict], todo: list[str], running: dict, 
             write_running(running)
             if proc.returncode == 0:
                 record = {"command": jobs[name]["run"], "rc": 0, "seconds": round(seconds, 1), "world": world, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
-                tmp = STATE / "done" / f".{name}.json.tmp"
-                tmp.write_text(json.dumps(record, indent=1) + "\n")
-                tmp.replace(STATE / "done" / f"{name}.json")
+                atomic_write_json(STATE / "done" / f"{name}.json", record)
+                done.add(name)
                 print(f"done   {name} ({seconds:.0f} s)", flush=True)
             else:
                 failed.append(name)
                 print(f"FAILED {name} (exit {proc.returncode}, {seconds:.0f} s): see {STATE}/logs/{name}.log", flush=True)
         if not failed:
-            ready = [n for n in todo if all(done_record(STATE, need) is not None for need in jobs[n]["needs"])]
+            # jobs are listed after what they need: with no job running and none failed, the first one to do is ready
+            ready = [n for n in todo if all(need in done for need in jobs[n]["needs"])]
             while ready and len(running) < lanes:
                 name = ready.pop(0)
                 todo.remove(name)
@@ -229,8 +231,6 @@ def run_jobs(lanes: int, jobs: dict[str, dict], todo: list[str], running: dict, 
                 running[name] = (proc, time.time(), log)
                 write_running(running)
                 print(f"start  {name}", flush=True)
-            if not running and todo:
-                fail(f"jobs {', '.join(todo)} wait for jobs that cannot run")
         elif not running:
             break
         time.sleep(2)
