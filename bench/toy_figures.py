@@ -108,13 +108,37 @@ def done_record(state: Path, name: str) -> dict | None:
 
 
 def _alive(pid: int, group: bool = False) -> bool:
+    """Whether the process (or any process of the group) still runs. Zombies do not count: where nothing reaps orphans
+    (a container whose first process is not an init) a stopped job's processes stay listed as zombies."""
+    if group and Path("/proc/self/stat").exists():
+        return any(state != "Z" for state in _group_states(pid))
     try:
         os.killpg(pid, 0) if group else os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
+    if not group and Path(f"/proc/{pid}/stat").exists():
+        return _stat(Path(f"/proc/{pid}/stat"))[0] != "Z"
     return True
+
+
+def _stat(path: Path) -> tuple[str, int]:
+    """(state, process group) from a /proc/PID/stat file; the command name in it may hold spaces and parentheses."""
+    fields = path.read_text().rsplit(")", 1)[1].split()
+    return fields[0], int(fields[2])
+
+
+def _group_states(pgid: int) -> list[str]:
+    states = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, group = _stat(stat)
+        except (OSError, IndexError, ValueError):
+            continue  # the process ended while we read it
+        if group == pgid:
+            states.append(state)
+    return states
 
 
 def check_no_other_run() -> None:

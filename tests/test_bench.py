@@ -477,10 +477,41 @@ def test_toy_figures_runs_jobs_in_order_once_and_on_one_world(tmp_path):
     assert figures("--only", "nope").returncode == 2
 
 
+def _toy_figures_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("toy_figures", Path(__file__).resolve().parents[1] / "bench" / "toy_figures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_toy_figures_does_not_count_zombies_as_running():
+    """A container whose first process reaps nothing keeps a stopped job's orphans as zombies: they are not running."""
+    import os
+    import signal
+    import time
+
+    figures = _toy_figures_module()
+    child = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        assert figures._alive(child.pid, group=True) and figures._alive(child.pid)
+        os.killpg(child.pid, signal.SIGKILL)
+        for _ in range(100):  # not waited for: a zombie until child.wait() below
+            if open(f"/proc/{child.pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z":
+                break
+            time.sleep(0.05)
+        os.killpg(child.pid, 0)  # the group is still there for kill(): only its zombie is left
+        assert not figures._alive(child.pid, group=True) and not figures._alive(child.pid)
+    finally:
+        child.kill()
+        child.wait()
+    assert not figures._alive(child.pid, group=True)
+
+
 def test_toy_figures_stops_its_jobs_and_will_not_run_beside_them(tmp_path):
     """SIGTERM to bench/toy_figures.py stops the running job's whole process tree (it is not marked done); a job an
     earlier run left running, or another run going on, makes a new run exit 2 with one line instead of starting it twice."""
-    import os
     import signal
     import time
 
@@ -502,8 +533,12 @@ def test_toy_figures_stops_its_jobs_and_will_not_run_beside_them(tmp_path):
     driver.send_signal(signal.SIGTERM)
     _, err = driver.communicate(timeout=60)
     assert driver.returncode != 0 and "stopped" in err, err
-    with pytest.raises(ProcessLookupError):
-        os.killpg(group, 0)  # the job's shell and its sleep are gone
+    figures = _toy_figures_module()
+    for _ in range(100):  # the job's shell and its sleep are gone (or zombies, where nothing reaps orphans)
+        if not figures._alive(group, group=True):
+            break
+        time.sleep(0.1)
+    assert not figures._alive(group, group=True)
     assert not running.exists() and not (tmp_path / "runs" / "figures" / "done" / "slow.json").exists()
 
     # a job left running by a run that did not get to stop it
