@@ -77,6 +77,11 @@ def main() -> None:
         if args.from_attack:
             spec = with_attack_prompts(spec, args.from_attack, args.attack_pairs)
         stats = generate_pairs(args.world, spec, pairs, num_pairs=args.num_pairs, seed=0)
+        # the judge's acceptance over every run that drew into the folder (a reused folder draws nothing this time)
+        runs = json.loads((pairs / "manifest.json").read_text())["runs"]
+        for role in ("unsafe", "safe"):
+            draws = sum(r.get(f"{role}_draws", 0) for r in runs)
+            stats[f"{role}_acceptance"] = sum(r.get(f"{role}_kept", 0) for r in runs) / draws if draws else None
         timings["pairs_s"] = time.perf_counter() - t
         t = time.perf_counter()
         import yaml

@@ -162,6 +162,12 @@ def test_generate_filters_with_caps(quick_world: Path, tmp_path: Path, monkeypat
     assert unsafe["strength"] is None and unsafe["negative_prompt"] is None and unsafe["prompt"] == "a picture of a red circle on a white background"
     assert unsafe["sampler"] == safe["sampler"] and unsafe["steps"] == 3
     assert load_pairs(out).pair_ids == [0, 1]
+    # the failed pair is recorded: its seeds are fixed, so a rerun skips it instead of drawing (and failing) again
+    assert json.loads((out / ".pairs" / "failed-000002.json").read_text())["missing"] == "unsafe"
+    script.clear()  # a rerun that called the judge would fail here
+    again = generate_pairs(str(quick_world), _spec({"name": "scripted"}), out, seed=1)
+    assert again["pairs"] == 2 and again["already_done"] == 2 and again["already_failed"] == 1 and "unsafe_draws" not in again
+    assert len(json.loads((out / "manifest.json").read_text())["runs"]) == 2 and load_pairs(out).pair_ids == [0, 1]
 
 
 def test_generate_resumes(quick_world: Path, tmp_path: Path) -> None:

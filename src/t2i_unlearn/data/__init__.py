@@ -35,6 +35,8 @@ ROLES = ("unsafe", "safe")
 # Pair-record fields of folders written before they were named ``safe_*``: settings of the SDEdit (safe) image only.
 _SAFE_ONLY = ("negative_prompt", "strength")
 PRESERVE = "preserve"
+# ``.pairs/failed-NNNNNN.json`` / ``failed-preserve-NNNNNN.json``: an item no draw of which the judge accepted (skipped on resume)
+FAILED = "failed"
 
 
 @dataclass

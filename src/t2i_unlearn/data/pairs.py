@@ -32,7 +32,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from t2i_unlearn.concepts import ConceptSpec, PromptPair
-from t2i_unlearn.data import PRESERVE, RECORDS, ROLES, write_metadata
+from t2i_unlearn.data import FAILED, PRESERVE, RECORDS, ROLES, write_metadata
 from t2i_unlearn.errors import UserError
 from t2i_unlearn.judges import Judge
 
@@ -180,9 +180,9 @@ class PairMaker:
         for k, p in plan:
             if k not in safe:
                 self.counts["pairs_failed"] += 1
-                logger.warning(
-                    "pair %d (%r): no %s image within %d attempts; skipped", k, p.unsafe, "unsafe" if k not in unsafe else "safe", self.spec.max_attempts
-                )
+                missing = "unsafe" if k not in unsafe else "safe"
+                logger.warning("pair %d (%r): no %s image within %d attempts; skipped", k, p.unsafe, missing, self.spec.max_attempts)
+                self.write_failed(f"{k:06d}", {"pair_id": k, "unsafe_prompt": p.unsafe, "safe_prompt": p.safe, "missing": missing})
                 continue
             self.write_pair(k, p, unsafe[k], safe[k])
             made += 1
@@ -220,6 +220,13 @@ class PairMaker:
         # the record is written last: a pair counts as done only once its images are in place
         atomic_write_json(self.out / RECORDS / f"{k:06d}.json", record)
 
+    def write_failed(self, stem: str, record: dict[str, Any]) -> None:
+        """Record that an item found no image the judge accepts within ``max_attempts``. Its seeds depend only on the
+        folder's settings, so drawing it again would fail the same way: a resumed run skips it instead."""
+        from t2i_unlearn.utils.io import atomic_write_json
+
+        atomic_write_json(self.out / RECORDS / f"{FAILED}-{stem}.json", {**record, "attempts": self.spec.max_attempts})
+
     def make_preserve(self, plan: list[tuple[int, str]]) -> int:
         """Draw the preserve images of ``plan`` (``(index, prompt)``), keep those the judge clears; returns how many."""
         from t2i_unlearn.models import generate_images
@@ -250,6 +257,7 @@ class PairMaker:
             pending = still
         for i, prompt in pending:
             logger.warning("preserve image %d (%r): the judge flagged every draw within %d attempts; skipped", i, prompt, self.spec.max_attempts)
+            self.write_failed(f"{PRESERVE}-{i:06d}", {"preserve_id": i, "prompt": prompt})
         if made:
             write_metadata(self.out)
         return made
@@ -372,11 +380,15 @@ def _generate(
         logger.warning("%s: an image of %s is missing; drawing it again", out, record.stem)
         record.unlink()
     done = {int(p.stem) for p in (out / RECORDS).glob("[0-9]*.json")}
-    todo = [(k, p) for k, p in enumerate(plan) if k not in done]
+    failed = {int(p.stem.split("-")[1]) for p in (out / RECORDS).glob(f"{FAILED}-[0-9]*.json")}  # no accepted image last time
+    todo = [(k, p) for k, p in enumerate(plan) if k not in done | failed]
     kept = {int(p.stem.split("-")[1]) for p in (out / RECORDS).glob(f"{PRESERVE}-[0-9]*.json")}
+    kept |= {int(p.stem.split("-")[2]) for p in (out / RECORDS).glob(f"{FAILED}-{PRESERVE}-[0-9]*.json")}
     keep_todo = [(i, p) for i, p in preserve_plan(concept) if i not in kept]
     judge = build_judge(concept.judge, model)  # type: ignore[arg-type]
     stats: dict[str, Any] = {"requested": len(plan), "already_done": len(done)}
+    if failed:
+        stats["already_failed"] = len(failed)
     maker: PairMaker | None = None
     if todo or keep_todo:
         logger.info("%d of %d pairs to make (%d already done)", len(todo), len(plan), len(done))
