@@ -359,6 +359,28 @@ def test_pair_content_bench_script(quick_world, tmp_path):
         assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr, bad.stderr[-1000:]
 
 
+def test_duo_curve_bench_script(quick_world, tmp_path):
+    """bench/duo_toy_curve.py measures every checkpoint a DUO run kept: one row each, rates in [0, 1], the images moved
+    once the LoRA is loaded; a folder without checkpoints and bad numbers exit 2 with one line."""
+    from t2i_unlearn.methods.duo import DUOConfig, train_duo
+    from tests._tiny import toy_pairs
+
+    config = DUOConfig(max_steps=4, batch_size=2, checkpoint_every=2, keep_checkpoints=10, rank=4, alpha=4, lr=0.05, report_to=["jsonl"])
+    run = train_duo(str(quick_world), toy_pairs(tmp_path / "pairs", n=4), tmp_path / "run", config)
+    script = Path(__file__).resolve().parents[1] / "bench" / "duo_toy_curve.py"
+    base = [sys.executable, script, "--world", str(quick_world / "pipeline")]
+    done = subprocess.run([*base, "--run", run, "--n", "3", "--steps", "2", "--out", tmp_path / "curve.png"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads((run / "curve.json").read_text())
+    assert [row["step"] for row in result["rows"]] == [2, 4] and (tmp_path / "curve.png").stat().st_size > 0
+    for row in result["rows"]:
+        assert all(0.0 <= row[f"{g}_erased"] <= 1.0 and row[f"{g}_preservation"] <= 1.0 for g in ("standard", "heldout")), row
+    assert result["rows"][-1]["standard_preservation"] < 1.0  # lr 0.05: the loaded LoRA changes the images
+    for args, message in [(["--run", tmp_path / "pairs"], "is not a DUO run with checkpoints"), (["--run", run, "--n", "0"], "must be at least 1")]:
+        bad = subprocess.run([*base, *args], capture_output=True, text=True)
+        assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr, bad.stderr[-1000:]
+
+
 def test_robustness_bench_held_out_sources(quick_world, tmp_path):
     """bench/toy_robustness.py --sources N searches from N held-out source prompts, reports how many the attack broke with
     a bootstrap interval over sources, and refuses to reuse a cell searched from other sources; --source-phrasing caption
