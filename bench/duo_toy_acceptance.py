@@ -61,7 +61,7 @@ def main() -> None:
     from t2i_unlearn.methods.duo import load_config, train_duo
     from t2i_unlearn.models import generate_images, load_pipeline, resolve_model
     from t2i_unlearn.toy.judges import labels_from_probs, load_judge, perceptual_distance, predict
-    from t2i_unlearn.toy.quality import concept_prompts, heldout_prompts
+    from t2i_unlearn.toy.quality import ACCEPTANCE_SEED, acceptance_groups, asked_shape_and_colour
     from t2i_unlearn.utils.io import atomic_write_json
 
     timings = {}
@@ -97,17 +97,10 @@ def main() -> None:
     judge = load_judge(Path(resolve_model(args.world)).parent / "judges")
     base = load_pipeline(args.world)
     erased = load_pipeline(args.world, lora=loras)
-    groups = {
-        "striped": concept_prompts(args.n, seed=11, texture="striped", mark="none"),
-        "dotted": concept_prompts(args.n, seed=12, texture="dotted", mark="none"),
-        "unrelated": concept_prompts(args.n, seed=13, texture="plain", mark="none"),
-        # phrasings no caption or concept spec uses: the figures must hold there too
-        "striped_heldout": heldout_prompts(args.n, seed=14, texture="striped", mark="none"),
-        "dotted_heldout": heldout_prompts(args.n, seed=15, texture="dotted", mark="none"),
-    }
+    groups = acceptance_groups(args.n)
     images = {}
     for name, (prompts, _) in groups.items():
-        seeds = list(range(10_000, 10_000 + len(prompts)))
+        seeds = list(range(ACCEPTANCE_SEED, ACCEPTANCE_SEED + len(prompts)))
         images[name] = {
             "base": generate_images(base, prompts, seeds, steps=args.steps, guidance=args.guidance),
             "duo": generate_images(erased, prompts, seeds, steps=args.steps, guidance=args.guidance),
@@ -119,7 +112,7 @@ def main() -> None:
     def content(imgs: np.ndarray, labels: list[dict]) -> float:
         """Share of images whose shape and colour are the ones the prompt asked for."""
         pred = labels_from_probs(judge, predict(judge, imgs))
-        return float(np.mean([p["shape"] == lab["shape"] and p["colour"] == lab["colour"] for p, lab in zip(pred, labels, strict=True)]))
+        return float(np.mean(asked_shape_and_colour(pred, labels)))
 
     striped_base, striped_duo = rate(images["striped"]["base"], "striped"), rate(images["striped"]["duo"], "striped")
     dotted_base, dotted_duo = rate(images["dotted"]["base"], "dotted"), rate(images["dotted"]["duo"], "dotted")

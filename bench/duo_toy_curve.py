@@ -50,17 +50,15 @@ def main() -> None:
     from t2i_unlearn import adapters
     from t2i_unlearn.models import generate_images, load_pipeline, resolve_model
     from t2i_unlearn.toy.judges import labels_from_probs, load_judge, perceptual_distance, predict
-    from t2i_unlearn.toy.quality import concept_prompts, heldout_prompts
+    from t2i_unlearn.toy.quality import ACCEPTANCE_SEED, acceptance_groups, asked_shape_and_colour
     from t2i_unlearn.utils.io import atomic_write_json
 
     settings = json.loads((args.run / "duo_config.json").read_text())
     judge = load_judge(Path(resolve_model(args.world)).parent / "judges")
     pipe = load_pipeline(args.world)
-    groups = {
-        "standard": concept_prompts(args.n, seed=11, texture="striped", mark="none"),
-        "heldout": heldout_prompts(args.n, seed=14, texture="striped", mark="none"),
-    }
-    seeds = list(range(10_000, 10_000 + args.n))
+    standard, heldout = acceptance_groups(args.n, ("striped", "striped_heldout")).values()
+    groups = {"standard": standard, "heldout": heldout}
+    seeds = list(range(ACCEPTANCE_SEED, ACCEPTANCE_SEED + args.n))
 
     def measure() -> tuple[dict[str, tuple[float, float]], dict]:
         out, images = {}, {}
@@ -68,13 +66,13 @@ def main() -> None:
             images[name] = generate_images(pipe, prompts, seeds, steps=args.steps, guidance=args.guidance)
             pred = labels_from_probs(judge, predict(judge, images[name]))
             striped = float(np.mean([p["texture"] == "striped" for p in pred]))
-            content = float(np.mean([p["shape"] == lab["shape"] and p["colour"] == lab["colour"] for p, lab in zip(pred, labels, strict=True)]))
+            content = float(np.mean(asked_shape_and_colour(pred, labels)))
             out[name] = (striped, content)
         return out, images
 
     base, base_images = measure()
     net = adapters.denoiser(pipe)
-    adapters.add_lora(net, settings["rank"], settings["alpha"], settings["target_modules"] or adapters.default_targets("sd"))
+    adapters.add_lora(net, settings["rank"], settings["alpha"], settings["target_modules"] or adapters.default_targets(settings["family"]))
     rows = []
     for checkpoint in checkpoints[args.every - 1 :: args.every]:
         adapters.load_lora_state(net, load_file(str(checkpoint / "lora.safetensors")))

@@ -72,6 +72,29 @@ def heldout_prompts(n: int, seed: int, **fixed: str) -> tuple[list[str], list[di
     return out, labels
 
 
+def asked_shape_and_colour(pred: list[dict[str, str]], labels: list[dict[str, Any]]) -> list[bool]:
+    """Per image: does the judge read the shape and colour its prompt asked for (``labels``, as the prompt makers give them)?"""
+    return [p["shape"] == lab["shape"] and p["colour"] == lab["colour"] for p, lab in zip(pred, labels, strict=True)]
+
+
+# The DUO acceptance bench's prompt groups (bench/duo_toy_acceptance.py, bench/duo_toy_curve.py): prompt stream,
+# attributes, and the sampling seeds ACCEPTANCE_SEED + i shared by every model it compares.
+ACCEPTANCE_SEED = 10_000
+_ACCEPTANCE_GROUPS = {
+    "striped": (concept_prompts, 11, "striped"),
+    "dotted": (concept_prompts, 12, "dotted"),
+    "unrelated": (concept_prompts, 13, "plain"),
+    # phrasings no caption or concept spec uses: the figures must hold there too
+    "striped_heldout": (heldout_prompts, 14, "striped"),
+    "dotted_heldout": (heldout_prompts, 15, "dotted"),
+}
+
+
+def acceptance_groups(n: int, names: tuple[str, ...] = tuple(_ACCEPTANCE_GROUPS)) -> dict[str, tuple[list[str], list[dict[str, Any]]]]:
+    """``n`` prompts (and their labels) for each of the acceptance bench's groups ``names``."""
+    return {name: _ACCEPTANCE_GROUPS[name][0](n, seed=_ACCEPTANCE_GROUPS[name][1], texture=_ACCEPTANCE_GROUPS[name][2], mark="none") for name in names}
+
+
 _TWO_COLOUR_TEMPLATES = ("{c1} and {c2} {shape}", "{c1} {c2} {shape}", "{shape}, {c1} and {c2}", "{c1} {shape} with {c2}")
 
 
@@ -160,7 +183,7 @@ def measure_quality(world: str | Path, n_per_group: int, seed: int = 0, steps: i
                 "dotted": float(np.mean([p["texture"] == "dotted" for p in pred])),
                 "defaced": float(np.mean([p["mark"] != "none" for p in pred])),
             }
-            attribute_hits = [p["shape"] == lab["shape"] and p["colour"] == lab["colour"] for p, lab in zip(pred, labels, strict=True)]
+            attribute_hits = asked_shape_and_colour(pred, labels)
             continue
         attr = "texture" if fixed["mark"] == "none" else "mark"
         hits = [p[attr] == group for p in pred]
@@ -169,7 +192,7 @@ def measure_quality(world: str | Path, n_per_group: int, seed: int = 0, steps: i
         for prompt, hit in zip(prompts, hits, strict=True):
             by_phrase.setdefault(_phrasing(prompt, attr, group), []).append(hit)
         per_phrasing[group] = {k: float(np.mean(v)) for k, v in sorted(by_phrase.items())}
-        attribute_hits_group = [p["shape"] == lab["shape"] and p["colour"] == lab["colour"] for p, lab in zip(pred, labels, strict=True)]
+        attribute_hits_group = asked_shape_and_colour(pred, labels)
         rates[f"{group}_attribute_accuracy"] = float(np.mean(attribute_hits_group))
 
     # The empty prompt draws the whole data distribution; two-colour prompts probe the judge.
