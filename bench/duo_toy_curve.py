@@ -16,6 +16,7 @@ rate (docs/duo.md, "Choosing the `toy` preset").
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 from pathlib import Path
@@ -51,7 +52,7 @@ def main() -> None:
     from t2i_unlearn.models import generate_images, load_pipeline, resolve_model
     from t2i_unlearn.toy.judges import labels_from_probs, load_judge, perceptual_distance, predict
     from t2i_unlearn.toy.quality import ACCEPTANCE_SEED, acceptance_groups, asked_shape_and_colour
-    from t2i_unlearn.utils.io import atomic_write_json
+    from t2i_unlearn.utils.io import atomic_write_bytes, atomic_write_json
 
     settings = json.loads((args.run / "duo_config.json").read_text())
     judge = load_judge(Path(resolve_model(args.world)).parent / "judges")
@@ -104,8 +105,9 @@ def main() -> None:
         ax.legend(fontsize=7, loc="lower right")
         ax.set_title(f"{args.run.name}: N = {args.n} per group", fontsize=9)
         fig.tight_layout()
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(args.out, dpi=120)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=120)
+        atomic_write_bytes(args.out, buf.getvalue())  # no half-written plot if the run stops here
     print(f"wrote {args.run / 'curve.json'}")
 
 
