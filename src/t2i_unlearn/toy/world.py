@@ -18,7 +18,7 @@ import platformdirs
 from t2i_unlearn.errors import UserError
 from t2i_unlearn.utils.io import DONE, OTHER, PARTIAL
 
-WORLD_FORMAT = 3  # bump when the layout or the recipe changes, so stale caches are rebuilt
+WORLD_FORMAT = 4  # bump when the layout or the recipe changes, so stale caches are rebuilt
 _REBUILD = "'t2i-unlearn toy build --overwrite'"
 WORLD_FILES = ("pipeline/**/*", "judges/*", "quality.json")  # what a world's manifest hashes
 
@@ -51,7 +51,7 @@ class ToyPreset:
 
 PRESETS: dict[str, ToyPreset] = {
     "quick": ToyPreset(name="quick", n_images=4000, vae_steps=50, unet_steps=100, judge_steps=100, eval_per_group=16, judge_variants=600, checkpoint_every=50),
-    "full": ToyPreset(name="full", n_images=40000, vae_steps=300, unet_steps=3600, judge_steps=2500, eval_per_group=200),
+    "full": ToyPreset(name="full", n_images=40000, vae_steps=300, unet_steps=3600, judge_steps=2500, eval_per_group=200, unet_batch=32, unet_lr=2e-3),
 }
 
 
