@@ -57,8 +57,8 @@ def main() -> None:
     settings = json.loads((args.run / "duo_config.json").read_text())
     judge = load_judge(Path(resolve_model(args.world)).parent / "judges")
     pipe = load_pipeline(args.world)
-    standard, heldout = acceptance_groups(args.n, ("striped", "striped_heldout")).values()
-    groups = {"standard": standard, "heldout": heldout}
+    striped = acceptance_groups(args.n, ("striped", "striped_heldout"))
+    groups = {"standard": striped["striped"], "heldout": striped["striped_heldout"]}
     seeds = list(range(ACCEPTANCE_SEED, ACCEPTANCE_SEED + args.n))
 
     def measure() -> tuple[dict[str, tuple[float, float]], dict]:

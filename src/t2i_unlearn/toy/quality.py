@@ -92,7 +92,11 @@ _ACCEPTANCE_GROUPS = {
 
 def acceptance_groups(n: int, names: tuple[str, ...] = tuple(_ACCEPTANCE_GROUPS)) -> dict[str, tuple[list[str], list[dict[str, Any]]]]:
     """``n`` prompts (and their labels) for each of the acceptance bench's groups ``names``."""
-    return {name: _ACCEPTANCE_GROUPS[name][0](n, seed=_ACCEPTANCE_GROUPS[name][1], texture=_ACCEPTANCE_GROUPS[name][2], mark="none") for name in names}
+    out = {}
+    for name in names:
+        make, seed, texture = _ACCEPTANCE_GROUPS[name]
+        out[name] = make(n, seed=seed, texture=texture, mark="none")
+    return out
 
 
 _TWO_COLOUR_TEMPLATES = ("{c1} and {c2} {shape}", "{c1} {c2} {shape}", "{shape}, {c1} and {c2}", "{c1} {shape} with {c2}")
