@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from t2i_unlearn.cli.app import SPIN_COUNT
 from tests.conftest import run_cli
 
 HEAVY = ("torch", "diffusers", "transformers")
@@ -126,7 +127,8 @@ def test_importtime_shows_no_heavy_import(tmp_path: Path, args: list[str]) -> No
 
 
 def test_threads_and_the_openmp_wait_policy_reach_torch() -> None:
-    """``--threads N`` sizes torch's pool; OMP_WAIT_POLICY=PASSIVE is set before torch loads unless the user chose one."""
+    """``--threads N`` sizes torch's pool; a short OpenMP spin (GOMP_SPINCOUNT) is set before torch loads unless the
+    user chose a wait policy or a spin count."""
     code = """
         import os, sys
         from t2i_unlearn.cli import main
@@ -138,20 +140,22 @@ def test_threads_and_the_openmp_wait_policy_reach_torch() -> None:
             assert exc.code == 0, exc.code
         assert ("torch" in sys.modules) == threads_given  # only --threads loads torch before a command runs
         import torch
-        print(torch.get_num_threads(), os.environ.get("OMP_WAIT_POLICY"), file=sys.stderr)
+        print(torch.get_num_threads(), os.environ.get("OMP_WAIT_POLICY", "-"), os.environ.get("GOMP_SPINCOUNT", "-"), file=sys.stderr)
         """
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     runs = {
         "threads": _python(code, "--threads", "3", env={**env, "OMP_NUM_THREADS": "1"}),
         "default": subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env, timeout=600),
-        "user policy": _python(code, "--threads", "2", env={**env, "OMP_WAIT_POLICY": "ACTIVE"}),
+        "user policy": _python(code, "--threads", "2", env={**env, "OMP_WAIT_POLICY": "PASSIVE"}),
+        "user spin": _python(code, "--threads", "2", env={**env, "GOMP_SPINCOUNT": "0"}),
         "user threads": _python(code, env={**env, "OMP_NUM_THREADS": "1"}),
     }
     seen = {name: r.stderr.strip().splitlines()[-1].split() for name, r in runs.items()}
-    assert seen["threads"] == ["3", "PASSIVE"], runs["threads"].stderr[-1000:]
-    assert seen["default"][1] == "PASSIVE" and int(seen["default"][0]) >= 1, runs["default"].stderr[-1000:]
-    assert seen["user policy"] == ["2", "ACTIVE"], runs["user policy"].stderr[-1000:]
-    assert seen["user threads"] == ["1", "PASSIVE"], runs["user threads"].stderr[-1000:]  # without --threads, torch's own choice
+    assert seen["threads"] == ["3", "-", SPIN_COUNT], runs["threads"].stderr[-1000:]
+    assert seen["default"][1:] == ["-", SPIN_COUNT] and int(seen["default"][0]) >= 1, runs["default"].stderr[-1000:]
+    assert seen["user policy"] == ["2", "PASSIVE", "-"], runs["user policy"].stderr[-1000:]
+    assert seen["user spin"] == ["2", "-", "0"], runs["user spin"].stderr[-1000:]
+    assert seen["user threads"] == ["1", "-", SPIN_COUNT], runs["user threads"].stderr[-1000:]  # without --threads, torch's own choice
 
 
 def test_error_line_comes_after_a_closed_progress_bar() -> None:

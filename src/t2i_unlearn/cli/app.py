@@ -119,11 +119,28 @@ def _click_module() -> Any:
     return click
 
 
+# How many times torch's OpenMP worker threads (GNU libgomp in torch's CPU wheels) spin for the next operation
+# before they sleep. Measured with bench/bench_threads.py on 2 cores (docs/bench.md, "Threads"): sleeping at once
+# (OMP_WAIT_POLICY=PASSIVE, this command's setting until 2026-12-02) made two threads 2.7x (ESD) and 3.0x (pair
+# making) slower than one on an idle machine, as waking the threads for each of a small model's many short
+# operations costs more than the operations; libgomp's own default (a long spin) made a two-thread ESD 19x slower
+# than one thread beside another job, a short spin 4x. A short spin keeps the idle machine's speed; beside other
+# jobs one thread per job is fastest under any policy (--threads 1 or OMP_NUM_THREADS=1).
+SPIN_COUNT = "10000"
+
+
+def _openmp_wait_policy() -> None:
+    """A short OpenMP spin (``GOMP_SPINCOUNT``), unless the user chose a wait policy or a spin count.
+
+    Set in the environment before torch is imported: libgomp reads it when it loads.
+    """
+    if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+        os.environ["GOMP_SPINCOUNT"] = SPIN_COUNT
+
+
 def main() -> None:
     """Console-script entry point."""
-    # OpenMP threads spin while they wait for work by default, which on a busy machine makes torch
-    # many times slower (same results); set before torch is imported, unless the user chose a policy.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    _openmp_wait_policy()
     debug = "--debug" in sys.argv
     click = _click_module()
     try:
