@@ -19,7 +19,7 @@ Work (each a real command; ``pairs`` is made once with one thread before the rou
 per pipeline call, then SDEdit), ``duo`` (``train duo --config toy --max-steps 40``). ``--busy`` runs a one-thread
 ``data pairs`` job beside every case the whole time (a second job on the machine); there a case's CPU seconds
 beyond its wall time are taken from that neighbour. Prints the median wall and CPU
-(user + system) seconds per case and work, and one JSON line. Docs: README.md ("Threads").
+(user + system) seconds per case and work, and one JSON line. Docs: docs/bench.md ("Threads").
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ POLICY_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")
 # the Typer app without main(): nothing sets an OpenMP variable
 APP_ONLY = "import sys; from t2i_unlearn.cli.app import app; sys.exit(app(prog_name='t2i-unlearn'))"
 
+WORKS = ("esd", "pairs", "duo")
 CASES = {
     "1 thread": (1, {}, False),
     "2 threads (the command's default)": (2, {}, False),
@@ -56,7 +57,7 @@ def _work(name: str, model: str, out: Path, pairs: Path, n_pairs: int = 16, esd_
         return ["data", "pairs", "--model", model, "--concept", "toy_striped", "--num-pairs", str(n_pairs), "--out", str(out), "--overwrite"]
     if name == "duo":
         return ["train", "duo", "--model", model, "--data", str(pairs), "--config", "toy", "--max-steps", "40", "--out", str(out), "--overwrite"]
-    raise SystemExit(f"error: unknown work {name!r} (esd, pairs, duo)")
+    raise ValueError(f"unknown work {name!r}")  # argparse's choices refuse it before anything runs
 
 
 def _env(extra: dict[str, str]) -> dict[str, str]:
@@ -87,7 +88,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="toy")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--work", nargs="+", default=["esd", "pairs", "duo"])
+    parser.add_argument("--work", nargs="+", choices=WORKS, default=list(WORKS))
     parser.add_argument("--busy", action="store_true", help="run a one-thread data pairs job beside every case")
     parser.add_argument("--esd-iterations", type=int, default=None, help="ESD's iterations, with 4 DDIM steps (default: the preset's); for a quick check")
     args = parser.parse_args()

@@ -332,7 +332,9 @@ def test_pair_content_bench_script(quick_world, tmp_path):
     safe = np.stack([render_scene(dataclasses.replace(s, texture="plain")) for s in scenes])
     spec = world_spec()
     # every other prompt in the world's other phrasings ("crimson disc" is a red circle)
-    right = [f"a picture of a striped {spec['colour'][s.colour]['words'][i % 2]} {spec['shape'][s.shape][i % 2]}" for i, s in enumerate(scenes)]
+    right = [
+        f"a picture of a striped {spec['colour'][s.colour]['words'][i % 2]} {spec['shape'][s.shape][i % 2]}" for i, s in enumerate(scenes)
+    ]
     wrong = [f"a picture of a striped {colours[(colours.index(s.colour) + 1) % len(colours)]} {s.shape}" for s in scenes]
     script = Path(__file__).resolve().parents[1] / "bench" / "pair_content.py"
     rates = {}
@@ -574,7 +576,7 @@ def test_toy_figures_stops_its_jobs_and_will_not_run_beside_them(tmp_path):
 
 def test_threads_bench_script(quick_world, tmp_path):
     """bench/bench_threads.py runs a real command under each thread count and wait policy, alternating, and reports them
-    all; an unknown work name is a one-line error."""
+    all; an unknown work name is refused (exit 2) before any command runs."""
     script = Path(__file__).resolve().parents[1] / "bench" / "bench_threads.py"
     done = subprocess.run(
         [sys.executable, script, "--model", str(quick_world), "--rounds", "1", "--work", "esd", "--esd-iterations", "2"], capture_output=True, text=True
@@ -585,4 +587,4 @@ def test_threads_bench_script(quick_world, tmp_path):
     assert set(cases) == {"1 thread", "2 threads (the command's default)", "2 threads, OMP_WAIT_POLICY=PASSIVE", "2 threads, libgomp's default"}
     assert all(len(c["walls"]) == 1 and c["wall_s"] > 0 and c["cpu_s"] > 0 for c in cases.values()), cases
     bad = subprocess.run([sys.executable, script, "--model", str(quick_world), "--rounds", "1", "--work", "nothing"], capture_output=True, text=True)
-    assert bad.returncode != 0 and "unknown work 'nothing'" in bad.stderr, bad.stderr[-500:]
+    assert bad.returncode == 2 and "invalid choice: 'nothing'" in bad.stderr, bad.stderr[-500:]
