@@ -588,3 +588,24 @@ def test_threads_bench_script(quick_world, tmp_path):
     assert all(len(c["walls"]) == 1 and c["wall_s"] > 0 and c["cpu_s"] > 0 for c in cases.values()), cases
     bad = subprocess.run([sys.executable, script, "--model", str(quick_world), "--rounds", "1", "--work", "nothing"], capture_output=True, text=True)
     assert bad.returncode == 2 and "invalid choice: 'nothing'" in bad.stderr, bad.stderr[-500:]
+
+
+def test_vae_repro_bench_script(quick_world, tmp_path):
+    """bench/toy_vae_repro.py runs a build's render, tokenizer and VAE stages by themselves: two runs with the same
+    settings write the same bytes, a world's VAE is compared byte for byte, and an output folder that holds files is
+    refused (exit 2) before anything runs."""
+    script = Path(__file__).resolve().parents[1] / "bench" / "toy_vae_repro.py"
+    runs = []
+    for name in ("a", "b"):
+        args = [sys.executable, script, "--out", tmp_path / name, "--preset", "quick", "--vae-steps", "2", "--threads", "1", "--world", quick_world]
+        done = subprocess.run(args, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        runs.append(done.stdout.splitlines())
+    assert runs[0][0] == runs[1][0] and runs[0][0].startswith("vae ") and "recon_mse" in runs[0][0], runs
+    # two VAE steps, not the quick world's 50: not its weights
+    assert runs[0][1].startswith("the same bytes as") and ": no (" in runs[0][1], runs[0]
+    assert (tmp_path / "a" / ".build" / "vae" / "diffusion_pytorch_model.safetensors").read_bytes() == (
+        tmp_path / "b" / ".build" / "vae" / "diffusion_pytorch_model.safetensors"
+    ).read_bytes()
+    refused = subprocess.run([sys.executable, script, "--out", tmp_path / "a", "--preset", "quick"], capture_output=True, text=True)
+    assert refused.returncode == 2 and "not a new or empty folder" in refused.stderr, refused.stderr[-500:]
