@@ -14,14 +14,9 @@ scaling factor; with ``--world``, also whether the VAE weights are the same byte
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
-
-
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
 def main() -> None:
@@ -46,6 +41,7 @@ def main() -> None:
     import torch
 
     from t2i_unlearn.toy.build import _Builder, preset_with
+    from t2i_unlearn.utils.io import sha256_file
 
     torch.set_num_threads(args.threads)
     changes = {} if args.vae_steps is None else {"vae_steps": args.vae_steps}
@@ -53,16 +49,16 @@ def main() -> None:
     builder.render()
     builder.tokenizer()
     builder.vae()
-    vae = builder.scratch / "vae" / "diffusion_pytorch_model.safetensors"
+    vae = sha256_file(builder.scratch / "vae" / "diffusion_pytorch_model.safetensors")
     done = json.loads(builder.state_path.read_text())["done"]["vae"]
     print(
-        f"vae {_sha(vae)}  latents {_sha(builder.scratch / 'latents.npy')}  recon_mse {done['recon_mse']!r}  "
+        f"vae {vae[:12]}  latents {sha256_file(builder.scratch / 'latents.npy')[:12]}  recon_mse {done['recon_mse']!r}  "
         f"scaling_factor {done['scaling_factor']!r}  (preset {args.preset}, vae_steps {builder.preset.vae_steps}, "
         f"{args.threads} threads, seed {args.seed})"
     )
     if world_vae is not None:
-        same = vae.read_bytes() == world_vae.read_bytes()
-        print(f"the same bytes as {world_vae}: {'yes' if same else 'no'} ({_sha(world_vae)})")
+        theirs = sha256_file(world_vae)
+        print(f"the same bytes as {world_vae}: {'yes' if vae == theirs else 'no'} ({theirs[:12]})")
 
 
 if __name__ == "__main__":
